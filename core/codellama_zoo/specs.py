@@ -148,7 +148,8 @@ class BackendSpec:
     is_available: Callable[[], bool] = lambda: True
     devices: Callable[[], tuple[str, ...]] = lambda: ("cpu",)
     dtypes: tuple[str, ...] = ("fp32", "bf16", "fp16")
-    load_model: Callable[..., Any] | None = None  # (spec, weights, device, dtype, attention) -> runtime model
+    load_model: Callable[..., Any] | None = None  # (config, weights_dir, device, dtype, attention) -> LanguageModel
+    train: Callable[..., Any] | None = None  # (train config, ...) -> result; used by `zoo train`
     unavailable_reason: Callable[[], str] = lambda: ""
 
 
