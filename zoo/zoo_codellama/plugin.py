@@ -49,7 +49,7 @@ def codellama_specs() -> list[ModelSpec]:
                     size=size,
                     variant=variant,
                     config=architecture(size, variant),
-                    aliases=(hf_repo, f"codellama:{size}{suffix}", f"CodeLlama-{size}{_HF_SUFFIX[variant]}"),
+                    aliases=(hf_repo, f"codellama:{size}{suffix}"),
                     tokenizer="sentencepiece",
                     prompt_format=_prompt_format(size, variant),
                     infill_formats=("infill-psm", "infill-spm") if infill else (),
