@@ -17,18 +17,6 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from codellama_zoo.specs import (
-        AttentionSpec,
-        BackendSpec,
-        CheckpointFormatSpec,
-        DatasetSpec,
-        EvaluationSpec,
-        GeneratorSpec,
-        ModelSpec,
-        ParallelStrategySpec,
-        PromptFormatSpec,
-        TokenizerSpec,
-    )
 
 PROJECT = "codellama_zoo"
 

@@ -105,6 +105,10 @@ def meta_ffn_hidden(dim: int, multiple_of: int, ffn_dim_multiplier: float | None
     return multiple_of * ((hidden + multiple_of - 1) // multiple_of)
 
 
+def _str_tuple(value: Any) -> tuple[str, ...]:
+    return tuple(value)
+
+
 def _capabilities(value: Any) -> frozenset[str]:
     caps = frozenset(value)
     unknown = caps - CAPABILITIES
@@ -122,10 +126,10 @@ class ModelSpec:
     size: str
     variant: str
     config: LlamaConfig
-    aliases: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    aliases: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
     tokenizer: str = "sentencepiece"
     prompt_format: str = "completion"
-    infill_formats: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    infill_formats: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
     capabilities: frozenset[str] = attrs.field(default=frozenset({"completion"}), converter=_capabilities)
     context_length: int = 4096
     hf_repo: str | None = None
