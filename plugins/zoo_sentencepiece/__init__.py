@@ -1,0 +1,1 @@
+"""SentencePiece tokenizer with Code Llama's infill and chat pieces."""
