@@ -1,0 +1,1 @@
+"""Fill-in-the-middle prompts (PSM/SPM) built at token level."""
