@@ -1,0 +1,1 @@
+"""HumanEval and HumanEval-infilling for codellama-zoo: generation, a real sandbox, pass@k, ``zoo eval``."""
