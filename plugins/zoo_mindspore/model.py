@@ -1,0 +1,223 @@
+"""Llama / Code Llama as a MindSpore Cell, mirroring ``zoo_torch.model``.
+
+Module and parameter names are the PyTorch model's (``tok_embeddings``,
+``layers.N.attention.wq``, ``layers.N.feed_forward.w1``, ``norm``,
+``output``), so one canonical state dict serves both runtimes. Weights keep
+Hugging Face's rotate-half RoPE layout. RMSNorm, RoPE, softmax and the final
+logits run in fp32 whatever the weight dtype.
+
+Shapes: B batch, T new tokens, L cache length, H query heads, K kv heads,
+D head dim, V vocabulary.
+
+Only ops with CPU kernels are used (``ops.gather``/``ops.matmul`` rather
+than ``mint.nn.Embedding``/``mint.nn.Linear``, hand-written RMSNorm, RoPE and
+SwiGLU rather than the fused ``ops.rms_norm``/``rotary_position_embedding``/
+``swiglu`` that only Ascend implements).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import mindspore as ms
+import numpy as np
+from mindspore import Parameter, Tensor, nn, ops
+
+from codellama_zoo.specs import LlamaConfig
+
+MS_DTYPES: dict[str, Any] = {"fp32": ms.float32, "fp16": ms.float16, "bf16": ms.bfloat16}
+MASK_MIN = -1e30  # finite, so a fully padded query row gives a uniform softmax rather than NaN
+
+# attention(q (B,H,T,D), k (B,K,L,D), v (B,K,L,D), mask (B,T,L) additive fp32) -> (B,H,T,D)
+AttentionFn = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
+
+
+def math_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+    """Reference attention: grouped-query, fp32 scores and softmax, no KV copies."""
+    b, h, t, d = q.shape
+    kv = k.shape[1]
+    n_rep = h // kv
+    qg = q.reshape(b, kv, n_rep * t, d)  # query heads h = g*n_rep + r use kv head g
+    scores = ops.matmul(qg.astype(ms.float32), k.astype(ms.float32).swapaxes(-1, -2)) / math.sqrt(d)
+    scores = scores.reshape(b, kv, n_rep, t, -1) + mask.reshape(b, 1, 1, t, -1)
+    probs = ops.softmax(scores, axis=-1).astype(q.dtype).reshape(b, kv, n_rep * t, -1)
+    return ops.matmul(probs, v).reshape(b, h, t, d)
+
+
+class Embedding(nn.Cell):
+    """Token embedding with a ``weight`` parameter (vocab, dim), as in torch."""
+
+    def __init__(self, vocab_size: int, dim: int, dtype: Any) -> None:
+        super().__init__()
+        self.weight = Parameter(ops.zeros((vocab_size, dim), dtype), name="weight")
+
+    def construct(self, ids: Tensor) -> Tensor:
+        return ops.gather(self.weight, ids, 0)
+
+
+class RMSNorm(nn.Cell):
+    """Normalised in fp32, cast back, then scaled (Meta's and HF's order)."""
+
+    def __init__(self, dim: int, eps: float, dtype: Any) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = Parameter(ops.ones((dim,), dtype), name="weight")
+
+    def construct(self, x: Tensor) -> Tensor:
+        x32 = x.astype(ms.float32)
+        normed = x32 * ops.rsqrt(ops.mean(x32 * x32, -1, True) + self.eps)
+        return self.weight * normed.astype(x.dtype)
+
+
+def linear(in_dim: int, out_dim: int, dtype: Any) -> nn.Dense:
+    """A bias-free projection whose ``weight`` is (out, in) like ``torch.nn.Linear``."""
+    return nn.Dense(in_dim, out_dim, weight_init="zeros", has_bias=False, dtype=dtype)
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    half = x.shape[-1] // 2
+    return ops.cat((-x[..., half:], x[..., :half]), -1)
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """HF rotate-half RoPE in fp32; x (B,*,T,D), cos/sin (B,1,T,D)."""
+    x32 = x.astype(ms.float32)
+    return (x32 * cos + rotate_half(x32) * sin).astype(x.dtype)
+
+
+class KVCache(nn.Cell):
+    """Static keys and values of one layer, (B, K, L, D), written in place."""
+
+    def __init__(self, batch: int, kv_heads: int, length: int, head_dim: int, dtype: Any) -> None:
+        super().__init__()
+        shape = (batch, kv_heads, length, head_dim)
+        self.k = Parameter(ops.zeros(shape, dtype), name="k", requires_grad=False)
+        self.v = Parameter(ops.zeros(shape, dtype), name="v", requires_grad=False)
+
+    def update(self, index: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """index (B,K,T,3) int32 = (b, kv head, slot); k/v (B,K,T,D)."""
+        k_all = ops.scatter_nd_update(self.k, index, k)
+        v_all = ops.scatter_nd_update(self.v, index, v)
+        return k_all, v_all
+
+
+class Attention(nn.Cell):
+    def __init__(self, config: LlamaConfig, dtype: Any) -> None:
+        super().__init__()
+        self.n_heads, self.kv_heads, self.head_dim = config.n_heads, config.kv_heads, config.head_dim
+        self.wq = linear(config.dim, config.n_heads * config.head_dim, dtype)
+        self.wk = linear(config.dim, config.kv_heads * config.head_dim, dtype)
+        self.wv = linear(config.dim, config.kv_heads * config.head_dim, dtype)
+        self.wo = linear(config.n_heads * config.head_dim, config.dim, dtype)
+        self.kernel: AttentionFn = math_attention
+
+    def construct(
+        self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, cache: KVCache | None = None, index: Tensor | None = None
+    ) -> Tensor:
+        b, t, _ = x.shape
+        q = self.wq(x).reshape(b, t, self.n_heads, self.head_dim).swapaxes(1, 2)  # (B,H,T,D)
+        k = self.wk(x).reshape(b, t, self.kv_heads, self.head_dim).swapaxes(1, 2)  # (B,K,T,D)
+        v = self.wv(x).reshape(b, t, self.kv_heads, self.head_dim).swapaxes(1, 2)
+        q = apply_rope(q, cos, sin)
+        k = apply_rope(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(index, k, v)  # (B,K,L,D)
+        out = self.kernel(q, k, v, mask)  # (B,H,T,D)
+        return self.wo(out.swapaxes(1, 2).reshape(b, t, self.n_heads * self.head_dim))
+
+
+class FeedForward(nn.Cell):
+    """SwiGLU: w2(silu(w1 x) * w3 x)."""
+
+    def __init__(self, config: LlamaConfig, dtype: Any) -> None:
+        super().__init__()
+        self.w1 = linear(config.dim, config.ffn_hidden, dtype)
+        self.w2 = linear(config.ffn_hidden, config.dim, dtype)
+        self.w3 = linear(config.dim, config.ffn_hidden, dtype)
+
+    def construct(self, x: Tensor) -> Tensor:
+        return self.w2(ops.silu(self.w1(x)) * self.w3(x))
+
+
+class TransformerBlock(nn.Cell):
+    def __init__(self, config: LlamaConfig, dtype: Any) -> None:
+        super().__init__()
+        self.attention = Attention(config, dtype)
+        self.feed_forward = FeedForward(config, dtype)
+        self.attention_norm = RMSNorm(config.dim, config.norm_eps, dtype)
+        self.ffn_norm = RMSNorm(config.dim, config.norm_eps, dtype)
+
+    def construct(
+        self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, cache: KVCache | None = None, index: Tensor | None = None
+    ) -> Tensor:
+        h = x + self.attention(self.attention_norm(x), cos, sin, mask, cache, index)
+        return h + self.feed_forward(self.ffn_norm(h))
+
+
+class Transformer(nn.Cell):
+    """The decoder stack; ``construct(tokens)`` gives full causal fp32 logits (training)."""
+
+    def __init__(self, config: LlamaConfig, dtype: str = "fp32") -> None:
+        super().__init__()
+        self.config = config
+        ms_dtype = MS_DTYPES[dtype]
+        self.tok_embeddings = Embedding(config.vocab_size, config.dim, ms_dtype)
+        self.layers = nn.CellList([TransformerBlock(config, ms_dtype) for _ in range(config.n_layers)])
+        self.norm = RMSNorm(config.dim, config.norm_eps, ms_dtype)
+        self.output = linear(config.dim, config.vocab_size, ms_dtype)
+        half = config.head_dim // 2
+        inv_freq = 1.0 / (config.rope_theta ** (np.arange(0, 2 * half, 2, dtype=np.int64).astype(np.float32) / (2 * half)))
+        self.inv_freq = Tensor(inv_freq.astype(np.float32))  # (D/2,) fp32, a constant of the graph
+
+    def set_attention(self, kernel: AttentionFn) -> None:
+        for layer in self.layers:
+            layer.attention.kernel = kernel
+
+    def rope(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """positions (B,T) int32 -> cos, sin (B,1,T,D) fp32."""
+        freqs = positions.astype(ms.float32).expand_dims(-1) * self.inv_freq  # (B,T,D/2)
+        emb = ops.cat((freqs, freqs), -1).expand_dims(1)
+        return ops.cos(emb), ops.sin(emb)
+
+    def hidden(
+        self, tokens: Tensor, positions: Tensor, mask: Tensor, caches: nn.CellList | None = None, index: Tensor | None = None
+    ) -> Tensor:
+        cos, sin = self.rope(positions)
+        h = self.tok_embeddings(tokens)
+        if caches is None:
+            for layer in self.layers:
+                h = layer(h, cos, sin, mask)
+        else:
+            for i in range(len(self.layers)):
+                h = self.layers[i](h, cos, sin, mask, caches[i], index)
+        return self.norm(h)
+
+    def construct(self, tokens: Tensor) -> Tensor:
+        b, t = tokens.shape
+        positions = ops.broadcast_to(ops.arange(0, t, dtype=ms.int32).expand_dims(0), (b, t))
+        causal = ops.triu(ops.full((t, t), MASK_MIN, dtype=ms.float32), 1)
+        mask = ops.broadcast_to(causal.expand_dims(0), (b, t, t))
+        return self.output(self.hidden(tokens, positions, mask)).astype(ms.float32)
+
+
+class CachedStep(nn.Cell):
+    """Prefill or decode against one static cache: writes the new K/V, returns last-position logits.
+
+    One instance per (batch, cache length); its graph compiles once per new-token
+    count T, so callers pad T to a few fixed sizes.
+    """
+
+    def __init__(self, model: Transformer, batch: int, length: int, dtype: str) -> None:
+        super().__init__()
+        cfg = model.config
+        self.model = model
+        self.caches = nn.CellList(
+            [KVCache(batch, cfg.kv_heads, length, cfg.head_dim, MS_DTYPES[dtype]) for _ in range(cfg.n_layers)]
+        )
+
+    def construct(self, tokens: Tensor, positions: Tensor, mask: Tensor, index: Tensor) -> Tensor:
+        """tokens/positions (B,T) int32, mask (B,T,L) fp32 additive, index (B,K,T,3) -> (B,V) fp32."""
+        h = self.model.hidden(tokens, positions, mask, self.caches, index)
+        return self.model.output(h[:, -1, :]).astype(ms.float32)
