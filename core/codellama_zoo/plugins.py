@@ -32,6 +32,7 @@ DISTRIBUTION = "codellama-zoo"
 # Module paths of the built-in plugins, in registration order.
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "zoo_codellama.plugin",
+    "zoo_mindspore.plugin",
 )
 
 
