@@ -33,6 +33,7 @@ DISTRIBUTION = "codellama-zoo"
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "zoo_codellama.plugin",
     "zoo_mindspore.plugin",
+    "zoo_datasets.plugin",
 )
 
 
