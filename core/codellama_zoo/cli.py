@@ -19,6 +19,7 @@ from codellama_zoo.errors import ZooError
 from codellama_zoo.plugins import DISTRIBUTION, _version, get_plugin_manager
 from codellama_zoo.registry import get_registry
 from codellama_zoo.specs import DTYPE_BYTES, ModelSpec
+from codellama_zoo.training import train_command
 
 
 class ZooClickError(click.ClickException):
@@ -218,6 +219,9 @@ def plugins_command(as_json: bool) -> None:
         click.echo(f"    hooks: {', '.join(info['hooks']) or '-'}")
     for failure in failures:
         click.echo(f"FAILED {failure['name']}: {failure['error']}")
+
+
+cli.add_command(train_command)
 
 
 def main() -> None:
