@@ -32,6 +32,8 @@ DISTRIBUTION = "codellama-zoo"
 # Module paths of the built-in plugins, in registration order.
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "zoo_codellama.plugin",
+    "zoo_torch.plugin",
+    "zoo_flash_attention.plugin",
     "zoo_mindspore.plugin",
     "zoo_datasets.plugin",
 )
