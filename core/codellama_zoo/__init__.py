@@ -6,7 +6,7 @@ the hooks in :mod:`codellama_zoo.hookspecs`.
 
 from __future__ import annotations
 
-from codellama_zoo.api import get_model_spec, models
+from codellama_zoo.api import get_model_spec, load, models, pipeline
 from codellama_zoo.errors import (
     BackendUnavailableError,
     CapabilityError,
@@ -58,5 +58,7 @@ __all__ = [
     "ZooError",
     "get_model_spec",
     "hookimpl",
+    "load",
     "models",
+    "pipeline",
 ]

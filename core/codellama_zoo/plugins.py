@@ -32,6 +32,10 @@ DISTRIBUTION = "codellama-zoo"
 # Module paths of the built-in plugins, in registration order.
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "zoo_codellama.plugin",
+    "zoo_codellama.chat",
+    "zoo_sentencepiece.plugin",
+    "zoo_generators.plugin",
+    "zoo_infill.plugin",
     "zoo_torch.plugin",
     "zoo_flash_attention.plugin",
     "zoo_mindspore.plugin",

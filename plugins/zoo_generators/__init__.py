@@ -1,0 +1,1 @@
+"""Decoding strategies: greedy and sampling, batched and streamed."""
