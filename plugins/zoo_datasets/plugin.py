@@ -58,6 +58,19 @@ def dataset_specs() -> list[DatasetSpec]:
             },
         ),
         DatasetSpec(
+            name="docstrings",
+            description="Python source → (docstring + signature → function code) instruction pairs, split by file",
+            read=_resolve("docstrings", "read"),
+            preprocess=_resolve("docstrings", "preprocess"),
+            options={
+                "split": "train (default), heldout or all: files are split by a hash of their relative path",
+                "heldout_percent": "share of files held out, in percent (default 5)",
+                "skip_dirs": "comma-separated directory names to skip (default test,tests,idle_test,...)",
+                "template": "inst (default, Code Llama Instruct [INST] ... [/INST]) or vicuna",
+                "drop_truncated": "drop pairs longer than seq_length+1 tokens instead of truncating (default true)",
+            },
+        ),
+        DatasetSpec(
             name="humaneval",
             description="the 164 HumanEval problems: prompt (masked) → canonical solution",
             read=_resolve("humaneval", "read"),
