@@ -32,6 +32,7 @@ DISTRIBUTION = "codellama-zoo"
 # Module paths of the built-in plugins, in registration order.
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "zoo_codellama.plugin",
+    "zoo_humaneval.plugin",
     "zoo_codellama.chat",
     "zoo_sentencepiece.plugin",
     "zoo_generators.plugin",

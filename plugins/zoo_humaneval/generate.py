@@ -1,0 +1,156 @@
+"""The generation driver: problems in, ``samples.jsonl`` out, batch by batch, resumable.
+
+It talks to the library API's model object (``codellama_zoo.load(...)``):
+``generate(prompts, ...) -> list[str]`` (the text after each prompt) and
+``infill(prefix, suffix, ...) -> str``. Options the model's methods do not
+accept are not passed, so any object with those methods works.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import Counter
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from codellama_zoo.errors import UsageError
+from zoo_humaneval.postprocess import STOP_SEQUENCES, postprocess_completion, postprocess_infill
+from zoo_humaneval.problems import Problem
+from zoo_humaneval.records import Appender, progress_bar, read_records
+
+
+def _check_temperature(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value < 0:
+        raise UsageError(f"--temperature must be >= 0 (0 = greedy), got {value}")
+
+
+def _check_top_p(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0 < value <= 1:
+        raise UsageError(f"--top-p must be in (0, 1], got {value}")
+
+
+def _check_positive(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    if value < 1:
+        raise UsageError(f"--{attribute.name.replace('_', '-')} must be at least 1, got {value}")
+
+
+@attrs.frozen(kw_only=True)
+class GenerationOptions:
+    """Decoding settings; Meta's paper: greedy for pass@1, T=0.8 and top-p 0.95 for pass@10/100."""
+
+    max_new_tokens: int = attrs.field(default=512, validator=_check_positive)
+    temperature: float = attrs.field(default=0.0, validator=_check_temperature)
+    top_p: float = attrs.field(default=0.95, validator=_check_top_p)
+    seed: int = 0
+    batch_size: int = attrs.field(default=8, validator=_check_positive)
+
+
+def _accepted(method: Callable[..., Any], options: dict[str, Any]) -> dict[str, Any]:
+    """The subset of ``options`` that ``method`` takes (all of them if it takes ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return options
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return options
+    return {key: value for key, value in options.items() if key in parameters}
+
+
+def _decoding(options: GenerationOptions, seed: int) -> dict[str, Any]:
+    return {
+        "max_new_tokens": options.max_new_tokens,
+        "temperature": options.temperature,
+        "top_p": options.top_p,
+        "seed": seed,
+    }
+
+
+def _pending(problems: Mapping[str, Problem], samples_path: Path, n_samples: int) -> tuple[list[tuple[str, int]], int]:
+    """``(task_id, sample number)`` still to generate, and how many exist already."""
+    if n_samples < 1:
+        raise UsageError(f"--n-samples must be at least 1, got {n_samples}")
+    have: Counter[str] = Counter()
+    if samples_path.exists():
+        for record in read_records(samples_path):
+            have[str(record.get("task_id"))] += 1
+    work = [(task_id, i) for task_id in problems for i in range(have[task_id], n_samples)]
+    existing = sum(min(have[t], n_samples) for t in problems)
+    return work, existing
+
+
+def generate_completions(
+    model: Any,
+    problems: Mapping[str, Problem],
+    samples_path: str | Path,
+    n_samples: int = 1,
+    options: GenerationOptions | None = None,
+    quiet: bool = False,
+) -> int:
+    """Complete each HumanEval prompt ``n_samples`` times into ``samples_path``; returns how many were new.
+
+    The prompt goes to the model exactly as the benchmark has it (not
+    stripped: Meta's evaluation keeps its trailing newline and indentation).
+    Prompts are batched across problems; each batch is appended to the file
+    as soon as it is generated, so an interrupted run loses at most one batch.
+    """
+    options = options or GenerationOptions()
+    samples_path = Path(samples_path)
+    work, existing = _pending(problems, samples_path, n_samples)
+    total = existing + len(work)
+    with Appender(samples_path) as out:
+        bar = progress_bar(total, existing, "generating", quiet)
+        try:
+            for start in range(0, len(work), options.batch_size):
+                batch = work[start : start + options.batch_size]
+                prompts = [problems[task_id].prompt for task_id, _ in batch]
+                # A seed per position keeps sampling reproducible across resumed runs.
+                kwargs = {**_decoding(options, options.seed + existing + start), "stop": list(STOP_SEQUENCES)}
+                texts = model.generate(prompts, **_accepted(model.generate, kwargs))
+                if len(texts) != len(prompts):
+                    raise UsageError(f"the model returned {len(texts)} completions for {len(prompts)} prompts")
+                for (task_id, number), prompt, text in zip(batch, prompts, texts, strict=True):
+                    out.write({
+                        "task_id": task_id,
+                        "sample": number,
+                        "completion": postprocess_completion(text, prompt),
+                        "raw": text,
+                    })
+                bar.update(len(batch))
+        finally:
+            bar.close()
+    return len(work)
+
+
+def generate_infills(
+    model: Any,
+    problems: Mapping[str, Problem],
+    samples_path: str | Path,
+    split: str,
+    n_samples: int = 1,
+    options: GenerationOptions | None = None,
+    quiet: bool = False,
+) -> int:
+    """Fill each problem's middle ``n_samples`` times into ``samples_path``; returns how many were new."""
+    options = options or GenerationOptions()
+    samples_path = Path(samples_path)
+    work, existing = _pending(problems, samples_path, n_samples)
+    with Appender(samples_path) as out:
+        bar = progress_bar(existing + len(work), existing, "infilling", quiet)
+        try:
+            for position, (task_id, number) in enumerate(work):
+                problem = problems[task_id]
+                kwargs = _decoding(options, options.seed + existing + position)
+                text = model.infill(problem.prompt, problem.suffix or "", **_accepted(model.infill, kwargs))
+                out.write({
+                    "task_id": task_id,
+                    "sample": number,
+                    "completion": postprocess_infill(text, split),
+                    "raw": text,
+                })
+                bar.update()
+        finally:
+            bar.close()
+    return len(work)
