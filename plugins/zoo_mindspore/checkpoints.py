@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -27,6 +27,13 @@ SAFETENSORS_FILE = "model.safetensors"
 PARAMS_FILE = "params.json"
 SAFETENSORS_TAG = "ms"  # MindSpore writes {"__metadata__": {"format": "ms"}}
 DTYPE_NAMES = ("fp32", "fp16", "bf16")
+
+class Stored(NamedTuple):
+    """A tensor as numpy plus the dtype it is stored in (bf16 widened exactly to fp32)."""
+
+    array: np.ndarray
+    dtype: str
+
 
 # canonical name <-> seed name; layer tensors keep their path under "model."
 _TOP_LEVEL = {
@@ -151,7 +158,7 @@ def _read_safetensors(path: Path) -> dict[str, tuple[np.ndarray, str]]:
     file = _single(path, ".safetensors")
     header = safetensors_header(file)
     start = 8 + int.from_bytes(open(file, "rb").read(8), "little")
-    blob = np.memmap(file, dtype=np.uint8, mode="r")
+    blob = np.memmap(file, dtype=np.uint8, mode="c")  # copy-on-write: writable views, file untouched
     out: dict[str, tuple[np.ndarray, str]] = {}
     for name, info in header.items():
         if name == "__metadata__":
@@ -170,9 +177,16 @@ def bf16_bits_to_fp32(bits: np.ndarray) -> np.ndarray:
 
 
 def read_safetensors_numpy(path: Path) -> dict[str, np.ndarray]:
+    return {name: stored.array for name, stored in read_stored(path, "safetensors").items()}
+
+
+def read_stored(path: Path, kind: str) -> dict[str, Stored]:
+    """Canonical names -> :class:`Stored` from one ``.ckpt`` (kind "ckpt") or MindSpore safetensors."""
+    if kind == "ckpt":
+        return {name: Stored(array, label) for name, (array, label) in _read_ckpt(path).items()}
     out = {}
     for name, (array, label) in _read_safetensors(path).items():
-        out[name] = bf16_bits_to_fp32(array) if label == "bf16" else array
+        out[name] = Stored(bf16_bits_to_fp32(array) if label == "bf16" else np.asarray(array), label)
     return out
 
 
@@ -186,7 +200,7 @@ def _to_torch(array: np.ndarray, label: str, bits: bool) -> Any:
         if bits:
             return torch.from_numpy(np.ascontiguousarray(array).view(np.int16)).view(torch.bfloat16)
         return torch.from_numpy(np.ascontiguousarray(array)).to(torch.bfloat16)
-    return torch.from_numpy(np.array(array))
+    return torch.from_numpy(array if array.flags.writeable else np.array(array))
 
 
 def load_ckpt(path: Path, config: LlamaConfig | None = None) -> dict[str, Any]:
@@ -199,7 +213,7 @@ def load_safetensors(path: Path, config: LlamaConfig | None = None) -> dict[str,
 
 
 # -- writing -------------------------------------------------------------------------
-def _source_dtype(value: Any) -> str:
+def source_dtype(value: Any) -> str:
     text = str(getattr(value, "dtype", ""))
     if "bfloat16" in text.lower():
         return "bf16"
@@ -218,13 +232,17 @@ def _ms_items(state_dict: Mapping[str, Any], dtype: str | None) -> list[dict[str
     targets = {"fp32": ms.float32, "fp16": ms.float16, "bf16": ms.bfloat16}
     items = []
     for name, value in state_dict.items():
-        target = targets[dtype or _source_dtype(value)]
-        array = np.ascontiguousarray(to_numpy(value))
+        if isinstance(value, Stored):
+            source, array = value.dtype, value.array
+        else:
+            source, array = source_dtype(value), to_numpy(value)
+        target = targets[dtype or source]
+        array = np.ascontiguousarray(array)
         items.append({"name": to_seed_name(name), "data": ms.Tensor(array, dtype=target)})
     return items
 
 
-def _write_params(config: LlamaConfig | None, dst: Path) -> None:
+def write_params(config: LlamaConfig | None, dst: Path) -> None:
     if config is not None:
         (dst / PARAMS_FILE).write_text(json.dumps(config.to_params(), indent=2) + "\n")
 
@@ -235,22 +253,48 @@ def _prepare(dst: Path | str) -> Path:
     return dst
 
 
-def save_ckpt(state_dict: Mapping[str, Any], config: LlamaConfig | None, dst: Path, dtype: str | None = None) -> Path:
+def save_ckpt(
+    state_dict: Mapping[str, Any],
+    config: LlamaConfig | None,
+    dst: Path,
+    dtype: str | None = None,
+    *,
+    progress: Callable[[int], Any] | None = None,
+    **options: Any,
+) -> Path:
     """Write ``dst/model.ckpt`` (+ ``params.json``); ``dtype`` None keeps each tensor's dtype."""
-    import mindspore as ms
-
-    dst = _prepare(dst)
-    ms.save_checkpoint(_ms_items(state_dict, dtype), str(dst / CKPT_FILE))
-    _write_params(config, dst)
-    return dst / CKPT_FILE
+    return save_kind(state_dict, config, dst, dtype, "ckpt", progress)
 
 
 def save_safetensors(
-    state_dict: Mapping[str, Any], config: LlamaConfig | None, dst: Path, dtype: str | None = None
+    state_dict: Mapping[str, Any],
+    config: LlamaConfig | None,
+    dst: Path,
+    dtype: str | None = None,
+    *,
+    progress: Callable[[int], Any] | None = None,
+    **options: Any,
 ) -> Path:
+    """Write ``dst/model.safetensors`` (MindSpore's writer, tagged ``format: ms``) + ``params.json``."""
+    return save_kind(state_dict, config, dst, dtype, "safetensors", progress)
+
+
+def save_kind(
+    state_dict: Mapping[str, Any],
+    config: LlamaConfig | None,
+    dst: Path | str,
+    dtype: str | None,
+    kind: str,
+    progress: Callable[[int], Any] | None = None,
+) -> Path:
+    """Values may be torch tensors, numpy arrays or :class:`Stored`; kind is "ckpt" or "safetensors"."""
     import mindspore as ms
 
     dst = _prepare(dst)
-    ms.save_checkpoint(_ms_items(state_dict, dtype), str(dst / SAFETENSORS_FILE), format="safetensors")
-    _write_params(config, dst)
-    return dst / SAFETENSORS_FILE
+    file = dst / (CKPT_FILE if kind == "ckpt" else SAFETENSORS_FILE)
+    items = _ms_items(state_dict, dtype)
+    ms.save_checkpoint(items, str(file), format=kind)
+    write_params(config, dst)
+    if progress is not None:
+        progress(sum(item["data"].nbytes for item in items))
+    return file

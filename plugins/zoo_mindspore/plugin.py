@@ -106,7 +106,7 @@ def register_checkpoint_formats(register: Any) -> None:
         CheckpointFormatSpec(
             name="mindspore-safetensors",
             description="MindSpore safetensors (format: ms) with the seed converter's names",
-            priority=30,  # checked before Hugging Face safetensors: detection reads the header
+            priority=35,  # before Hugging Face's (30): both write model.safetensors; the header tells them apart
             detect=_ckpt("detect_safetensors"),
             load=_ckpt("load_safetensors"),
             save=_ckpt("save_safetensors"),
