@@ -74,3 +74,6 @@ def register_attention(register: Register) -> None:
             unavailable_reason=_flash_reason,
         )
     )
+    from zoo_flash_attention.mindspore_flash import register_mindspore
+
+    register_mindspore(register)
