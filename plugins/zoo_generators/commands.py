@@ -9,8 +9,6 @@ from typing import Any
 
 import click
 
-FILL_MARKER = "<FILL_ME>"
-
 
 def _echo_stream(pieces: Iterator[str]) -> str:
     """Print text pieces as they arrive; return the whole text."""
@@ -141,6 +139,7 @@ def run_command(
     from codellama_zoo.errors import UsageError
     from codellama_zoo.inference import Model
     from codellama_zoo.loading import load_language_model, place, plan, require_capability
+    from codellama_zoo.registry import get_registry
 
     if model is not None and prompt is None and weights is not None and model not in _model_names():
         model, prompt = None, model  # `zoo run --weights DIR "prompt"`
@@ -148,21 +147,23 @@ def run_command(
         raise UsageError("name a model to run (see `zoo models`) or pass --weights DIR with a checkpoint folder")
     if prefix is not None or suffix is not None:
         infill = True
+    if model is not None and (infill or chat):  # refuse before looking for any weights
+        spec = get_registry().model(model)
+        require_capability(spec.name, spec.capabilities, "infill" if infill else "chat")
     text = _read_prompt(prompt, prompt_file)  # None: chat reads stdin turn by turn, completion reads it whole
+    if infill and prefix is None and suffix is None:
+        if text is None and not sys.stdin.isatty():
+            text = sys.stdin.read()
+        if text is None:
+            raise UsageError("--infill needs --prefix/--suffix or a prompt containing <FILL_ME>")
+        from zoo_infill.prompts import split_fill_marker
+
+        prefix, suffix = split_fill_marker(text)
 
     p = plan(model, weights)
     chatting = (chat if chat is not None else (p.spec is not None and p.spec.supports("chat"))) and not infill
     if infill:
         require_capability(p.name, p.capabilities, "infill")
-        if prefix is None and suffix is None:
-            if text is None:
-                text = sys.stdin.read() if not sys.stdin.isatty() else None
-            if text is None:
-                raise UsageError("--infill needs --prefix/--suffix or a prompt containing <FILL_ME>")
-            from zoo_infill.prompts import split_fill_marker
-
-            prefix, suffix = split_fill_marker(text)
-        prefix, suffix = prefix or "", suffix or ""
     elif chatting:
         require_capability(p.name, p.capabilities, "chat")
     elif text is None:

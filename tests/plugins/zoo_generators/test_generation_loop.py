@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fakes import HashLM, ScriptedLM
+from generator_fakes import HashLM, ScriptedLM
 
 from codellama_zoo.config import GenerateConfig
 from codellama_zoo.errors import UsageError
