@@ -85,7 +85,7 @@ class Model:
     def generate(self, prompts: str | Sequence[str], **options: Any) -> Any:
         """Complete one prompt (returns a string) or a list of them in one batch (returns a list)."""
         single = isinstance(prompts, str)
-        batch = [prompts] if single else list(prompts)
+        batch: list[str] = [prompts] if isinstance(prompts, str) else list(prompts)
         if not batch:
             return []
         config = self.settings(**options)

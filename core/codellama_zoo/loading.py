@@ -200,7 +200,11 @@ def resolve_device(backend: BackendSpec, device: str = "auto") -> str:
 def resolve_dtype(backend: BackendSpec, device: str, dtype: str = "auto") -> str:
     if dtype == "auto":
         # Half precision where it is fast; CPUs compute fp32 best.
-        return "fp32" if device == "cpu" else ("bf16" if "bf16" in backend.dtypes else backend.dtypes[0])
+        if device == "cpu":
+            return "fp32"
+        if device.startswith("mps") and "fp16" in backend.dtypes:
+            return "fp16"  # Apple GPUs lack fast bf16
+        return "bf16" if "bf16" in backend.dtypes else backend.dtypes[0]
     if dtype not in backend.dtypes:
         raise UsageError(f"dtype {dtype!r} is not supported by backend {backend.name!r}; choose one of {', '.join(backend.dtypes)}")
     return dtype

@@ -58,13 +58,20 @@ def _chat_loop(model: Any, system: str | None, options: dict[str, Any]) -> None:
             history = history[:1] if system else []
             continue
         history.append({"role": "user", "content": text})
-        reply = _echo_stream(model.chat(history, stream=True, **options))
+        try:
+            reply = _echo_stream(model.chat(history, stream=True, **options))
+        except KeyboardInterrupt:  # Ctrl-C stops this reply; the turn is forgotten
+            click.echo("")
+            history.pop()
+            if not interactive:
+                return
+            continue
         history.append({"role": "assistant", "content": reply})
 
 
 def _read_turn(interactive: bool) -> str:
     """One user message; a line ending in a backslash continues on the next."""
-    lines = []
+    lines: list[str] = []
     prompt = ">>> "
     while True:
         if interactive:

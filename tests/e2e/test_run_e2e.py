@@ -179,3 +179,24 @@ def test_console_script_runs_a_bare_checkpoint(infill_checkpoint: Path, tmp_path
                              env=env, timeout=300)  # fmt: skip
     assert missing.returncode != 0 and "Traceback" not in missing.stderr
     assert f"looked in {tmp_path / 'codellama-7b'}" in missing.stderr
+
+
+def test_backend_device_dtype_attention_options(infill_checkpoint: Path) -> None:
+    base = ("run", "--weights", str(infill_checkpoint), "def f():", "--max-new-tokens", "4")
+    ok = zoo(*base, "--backend", "torch", "--device", "cpu", "--dtype", "bf16", "--attention", "eager")
+    assert ok.exit_code == 0, ok.output
+    bad = zoo(*base, "--backend", "tensorflow")
+    assert bad.exit_code != 0 and "unknown backend 'tensorflow'" in bad.output
+    bad_kernel = zoo(*base, "--attention", "warp-speed")
+    assert bad_kernel.exit_code != 0 and "warp-speed" in bad_kernel.output
+
+
+def test_instruct_model_as_plain_completion_and_reset(infill_checkpoint: Path) -> None:
+    args = ("run", "tiny-codellama-7b-instruct", "--weights", str(infill_checkpoint), "--max-new-tokens", "5")
+    plain = zoo(*args, "--no-chat", "def f():")
+    model = codellama_zoo.load("tiny-codellama-7b-instruct", weights=infill_checkpoint)
+    assert plain.output == model.complete("def f():", max_new_tokens=5) + "\n"
+    reset = zoo(*args, input="first question\n/reset\nsecond question\n")
+    first = model.chat([{"role": "user", "content": "first question"}], max_new_tokens=5)
+    fresh = model.chat([{"role": "user", "content": "second question"}], max_new_tokens=5)  # no history after /reset
+    assert reset.exit_code == 0 and reset.output == f"{first}\n{fresh}\n"
