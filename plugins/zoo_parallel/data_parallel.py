@@ -1,9 +1,10 @@
 """Data parallel over the mesh's ``dp`` dimension: DDP, FSDP2, or a plain gradient all-reduce.
 
-DDP is used whenever its parameters are plain tensors. When tensor parallel
-has turned them into DTensors (which DDP does not accept), gradients are
-averaged with bucketed all-reduces over the ``dp`` group after backward —
-the same arithmetic DDP does. FSDP2 (``fully_shard``) works on either and
+DDP is used when data parallel is the only dimension. When tensor parallel
+has turned parameters into DTensors (which DDP does not accept), or a
+pipeline runs several micro-batch forwards per backward (which DDP's reducer
+rejects), gradients are averaged with bucketed all-reduces over the ``dp``
+group after the step — the same arithmetic DDP does. FSDP2 (``fully_shard``) works on either and
 composes with tensor parallel into 2-D sharding.
 """
 

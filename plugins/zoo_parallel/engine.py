@@ -240,7 +240,9 @@ def parallelize(model: nn.Module, plan: ParallelPlan, *, device: Any = None, mes
 
         if plan.dp_mode == "fsdp":
             data_parallel.apply_fsdp(module, mesh["dp"])
-        elif plan.mp > 1:
+        elif plan.mp > 1 or plan.pp > 1:
+            # DDP accepts neither DTensor parameters nor a pipeline's several forwards per
+            # backward; average gradients after the step instead (same arithmetic).
             manual_sync = True
         else:
             module = data_parallel.apply_ddp(module, mesh["dp"], plan.gradient_aggregation_group, device)
