@@ -93,6 +93,8 @@ class SandboxProcess:
         self.uid: int | None = None
         self._buffer = b""
         self._shut = False
+        self._reading = False  # a thread is blocked reading the server's stdout
+        self._orphan_stdout: Any = None  # closed by that thread, not under its feet
         self._start()
 
     def _start(self) -> None:
@@ -126,16 +128,23 @@ class SandboxProcess:
         """The next JSON line from the server, or None on EOF or when the deadline passes."""
         assert self.proc is not None and self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
-            while b"\n" not in self._buffer:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not selector.select(remaining):
-                    return None
-                chunk = os.read(fd, 1 << 16)
-                if not chunk:
-                    return None
-                self._buffer += chunk
+        self._reading = True
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(fd, selectors.EVENT_READ)
+                while b"\n" not in self._buffer:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not selector.select(remaining):
+                        return None
+                    chunk = os.read(fd, 1 << 16)
+                    if not chunk:
+                        return None
+                    self._buffer += chunk
+        finally:
+            self._reading = False
+            orphan, self._orphan_stdout = self._orphan_stdout, None
+            if orphan is not None:
+                orphan.close()
         line, self._buffer = self._buffer.split(b"\n", 1)
         event: dict[str, Any] = json.loads(line)
         return event
@@ -211,13 +220,16 @@ class SandboxProcess:
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        for stream in (proc.stdin, proc.stdout):
-            try:
-                if stream is not None:
-                    stream.close()
-            except OSError:
-                pass
-        proc.wait()
+        proc.wait()  # its death ends the stdout pipe, which wakes a thread reading it
+        try:
+            if proc.stdin is not None:
+                proc.stdin.close()
+        except OSError:
+            pass
+        if self._reading:
+            self._orphan_stdout = proc.stdout  # closing it now would leave that reader blind
+        elif proc.stdout is not None:
+            proc.stdout.close()
 
 
 _KILL_UID = """

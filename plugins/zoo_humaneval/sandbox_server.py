@@ -425,7 +425,7 @@ class Server:
             os.waitpid(helper, 0)
         else:
             self._kill_orphans()
-        self._reap()
+        self._reap(wait_all=2.0)
 
     def _kill_orphans(self) -> None:
         """As subreaper we adopt a sample's orphans: kill every child we did not start."""
@@ -451,14 +451,22 @@ class Server:
                 return
 
     @staticmethod
-    def _reap() -> None:
+    def _reap(wait_all: float = 0.0) -> None:
+        """Collect exited children; with ``wait_all``, keep at it until none is left (or time runs out).
+
+        Between samples the server has no children of its own, so anything
+        left is a killed sample process (adopted as subreaper) on its way out.
+        """
+        deadline = time.monotonic() + wait_all
         while True:
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
-                return
+                if time.monotonic() >= deadline:
+                    return
+                time.sleep(0.001)
 
 
 def main() -> None:
