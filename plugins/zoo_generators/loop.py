@@ -118,8 +118,10 @@ class Decoder:
             mask[i, longest - len(row.prompt) :] = 1
         lm.start(batch, longest + budget)
         logits = lm.prefill(ids, mask)
+        no_history: list[list[int]] = [[] for _ in rows]
         for step in range(budget):
-            history = [row.prompt + row.ids for row in rows]
+            # Only the repetition penalty looks at the history; skip the copies otherwise.
+            history = [row.prompt + row.ids for row in rows] if self.config.repetition_penalty != 1.0 else no_history
             chosen = self.chooser.choose(np.asarray(logits), history)
             pieces = []
             for row, token in zip(rows, chosen.tolist(), strict=True):

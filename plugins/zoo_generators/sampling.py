@@ -123,9 +123,47 @@ class Sampler:
     def probabilities(self, logits: np.ndarray, history: Sequence[Sequence[int]]) -> np.ndarray:
         return softmax(self.filtered(logits, history))
 
+    CANDIDATES = 1024
+
+    def distribution(self, row_logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(token ids, probabilities)`` of one row after all filters; same result as :meth:`probabilities`."""
+        c = self.config
+        x = row_logits / np.float32(c.temperature)
+        vocab = x.shape[0]
+        if 0 < c.top_k < vocab:
+            ids = np.flatnonzero(x >= np.partition(x, vocab - c.top_k)[vocab - c.top_k])  # ties with the k-th stay
+        else:
+            ids = np.arange(vocab)
+        top = x[ids].max()
+        z = np.exp((x[ids] - top).astype(np.float64)).sum()  # normaliser over the whole top-k set
+        if c.top_p < 1.0:
+            pool = ids
+            if len(pool) > self.CANDIDATES:
+                cut = len(pool) - self.CANDIDATES
+                pool = pool[np.flatnonzero(x[pool] >= np.partition(x[pool], cut)[cut])]
+            pool = pool[np.argsort(-x[pool], kind="stable")]
+            probs = np.exp((x[pool] - top).astype(np.float64)) / z
+            before = np.cumsum(probs) - probs
+            if len(pool) < len(ids) and before[-1] + probs[-1] < c.top_p:
+                pool = ids[np.argsort(-x[ids], kind="stable")]  # rare: a very flat distribution
+                probs = np.exp((x[pool] - top).astype(np.float64)) / z
+                before = np.cumsum(probs) - probs
+            n = max(int(np.searchsorted(before, c.top_p, side="left")), 1)
+            ids, probs = pool[:n], probs[:n]
+        else:
+            probs = np.exp((x[ids] - top).astype(np.float64)) / z
+        if c.min_p > 0:
+            keep = probs >= c.min_p * probs.max()
+            ids, probs = ids[keep], probs[keep]
+        return ids, probs / probs.sum()
+
+
     def choose(self, logits: np.ndarray, history: Sequence[Sequence[int]]) -> np.ndarray:
-        probs = self.probabilities(logits, history)
-        cumulative = np.cumsum(probs, axis=-1)
-        draws = self.rng.random(probs.shape[0]) * cumulative[:, -1]
-        picks = np.array([np.searchsorted(cumulative[i], draws[i], side="right") for i in range(probs.shape[0])])
-        return np.minimum(picks, probs.shape[1] - 1).astype(np.int64)
+        logits = repetition_penalty(np.asarray(logits, dtype=np.float32), history, self.config.repetition_penalty)
+        picks = np.empty(logits.shape[0], dtype=np.int64)
+        for row in range(logits.shape[0]):
+            ids, probs = self.distribution(logits[row])
+            cumulative = np.cumsum(probs)
+            draw = self.rng.random() * cumulative[-1]
+            picks[row] = ids[min(int(np.searchsorted(cumulative, draw, side="right")), len(ids) - 1)]
+        return picks

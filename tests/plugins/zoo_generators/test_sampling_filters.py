@@ -90,3 +90,24 @@ def test_bad_knobs_are_config_errors(bad: dict[str, float]) -> None:
     config = GenerateConfig(**{"temperature": 1.0, **bad})  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=next(iter(bad))):
         Sampler(config)
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        {"temperature": 0.7},
+        {"temperature": 1.0, "top_k": 40},
+        {"temperature": 0.8, "top_p": 0.9},
+        {"temperature": 1.3, "top_k": 2000, "top_p": 0.5, "min_p": 0.02},
+        {"temperature": 1.0, "min_p": 0.1},
+        {"temperature": 5.0, "top_p": 0.99},  # flat: the candidate shortcut must fall back to the full sort
+    ],
+)
+def test_fast_row_distribution_equals_the_dense_filters(knobs: dict[str, float]) -> None:
+    sampler = Sampler(GenerateConfig(seed=0, **knobs))  # type: ignore[arg-type]
+    logits = np.random.default_rng(1).standard_normal((3, 32016)).astype(np.float32) * 3
+    dense = sampler.probabilities(logits, [[]] * 3)
+    for row in range(3):
+        ids, probs = sampler.distribution(logits[row])
+        assert sorted(ids.tolist()) == np.flatnonzero(dense[row] > 0).tolist()
+        np.testing.assert_allclose(probs, dense[row, ids], rtol=1e-6, atol=1e-12)
