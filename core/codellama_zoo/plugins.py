@@ -41,6 +41,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "zoo_flash_attention.plugin",
     "zoo_mindspore.plugin",
     "zoo_datasets.plugin",
+    "zoo_sentencepiece.commands",
+    "zoo_codelet.plugin",
 )
 
 
