@@ -41,6 +41,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "zoo_flash_attention.plugin",
     "zoo_mindspore.plugin",
     "zoo_datasets.plugin",
+    "zoo_parallel.plugin",
     "zoo_sentencepiece.commands",
     "zoo_codelet.plugin",
 )

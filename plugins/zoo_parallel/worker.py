@@ -26,8 +26,10 @@ class WorkerError(RuntimeError):
 
 def _load_plugins() -> None:
     from codellama_zoo.plugins import get_plugin_manager
+    from zoo_parallel.inference import install
 
     get_plugin_manager()  # prints skipped plugins on stderr, per rank
+    install()  # zoo run --nproc: the torch backend loads tensor-parallel models
 
 
 def _run_cli(argv: list[str]) -> None:
