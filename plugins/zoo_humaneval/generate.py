@@ -107,7 +107,7 @@ def generate_completions(
                 batch = work[start : start + options.batch_size]
                 prompts = [problems[task_id].prompt for task_id, _ in batch]
                 # A seed per position keeps sampling reproducible across resumed runs.
-                kwargs = {**_decoding(options, options.seed + existing + start), "stop": list(STOP_SEQUENCES)}
+                kwargs = {**_decoding(options, options.seed + existing + start), "stop": STOP_SEQUENCES}
                 texts = model.generate(prompts, **_accepted(model.generate, kwargs))
                 if len(texts) != len(prompts):
                     raise UsageError(f"the model returned {len(texts)} completions for {len(prompts)} prompts")
