@@ -77,6 +77,12 @@ def expected_shapes(config: LlamaConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def same_architecture(a: LlamaConfig, b: LlamaConfig) -> bool:
+    """Same tensor shapes, RoPE theta and norm eps (HF config.json cannot say whether 22016 came from
+    ``ffn_dim_multiplier=1.0`` or from none, so compare what the numbers produce, not the fields)."""
+    return expected_shapes(a) == expected_shapes(b) and a.rope_theta == b.rope_theta and a.norm_eps == b.norm_eps
+
+
 def check_state_dict(state_dict: dict[str, Any], config: LlamaConfig, source: str) -> None:
     """Raise one WeightsError naming every missing, unexpected or mis-shaped tensor."""
     expected = expected_shapes(config)
@@ -226,7 +232,14 @@ def config_from_hf(data: dict[str, Any], source: str = "config.json") -> LlamaCo
                 raise WeightsError(f"{source}: {flag}=true is not supported by the Llama architecture here")
         if data.get("hidden_act", "silu") != "silu":
             raise WeightsError(f"{source}: hidden_act={data['hidden_act']!r} is not supported (only silu)")
-        multiple_of, multiplier = ffn_fields(dim, int(data["intermediate_size"]))
+        hidden = int(data["intermediate_size"])
+        multiple_of, multiplier = ffn_fields(dim, hidden)
+        if "multiple_of" in data:  # Meta's own fields, which our writer keeps beside intermediate_size
+            from codellama_zoo.specs import meta_ffn_hidden
+
+            theirs = (int(data["multiple_of"]), data.get("ffn_dim_multiplier"))
+            if meta_ffn_hidden(dim, *theirs) == hidden:
+                multiple_of, multiplier = theirs
         return LlamaConfig(
             dim=dim,
             n_layers=int(data["num_hidden_layers"]),
@@ -252,6 +265,8 @@ def config_to_hf(config: LlamaConfig, dtype: str | None = None) -> dict[str, Any
         "model_type": "llama",
         "hidden_size": config.dim,
         "intermediate_size": config.ffn_hidden,
+        "multiple_of": config.multiple_of,  # Meta's fields, ignored by transformers, kept for exact round trips
+        "ffn_dim_multiplier": config.ffn_dim_multiplier,
         "num_hidden_layers": config.n_layers,
         "num_attention_heads": config.n_heads,
         "num_key_value_heads": config.kv_heads,

@@ -240,6 +240,11 @@ class Transformer(nn.Module):
 
     def setup_caches(self, max_batch: int, max_seq: int) -> None:
         """Allocate the static KV cache (once; a smaller request reuses it) and reset its state."""
+        with torch.inference_mode(False):  # plain tensors, usable inside and outside inference mode
+            self._allocate_caches(max_batch, max_seq)
+        self.reset_caches()
+
+    def _allocate_caches(self, max_batch: int, max_seq: int) -> None:
         if max_batch > self.max_batch or max_seq > self.max_seq:
             device, dtype = self.output.weight.device, self.output.weight.dtype
             cfg = self.config
@@ -251,7 +256,6 @@ class Transformer(nn.Module):
             self.next_pos = torch.zeros(max_batch, dtype=torch.int64, device=device)
             self.slots = torch.arange(max_seq, device=device)
             self.max_batch, self.max_seq = max_batch, max_seq
-        self.reset_caches()
 
     def reset_caches(self) -> None:
         """Forget every cached token (the buffers stay allocated)."""
