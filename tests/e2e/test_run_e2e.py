@@ -81,6 +81,8 @@ def test_chat_70b_uses_step_format(chat70b_checkpoint: Path) -> None:
     assert result.exit_code == 0, result.output
     model = codellama_zoo.load("tiny-codellama-70b-instruct", weights=chat70b_checkpoint)
     assert model.chat_format == "codellama-70b-instruct"
+    ids, stops = model.encode_chat([{"role": "user", "content": "write a loop"}])
+    assert stops == [32015] and ids.count(32015) == 2  # <step> closes each turn and ends the reply
     assert result.output == model.chat([{"role": "user", "content": "write a loop"}], max_new_tokens=6) + "\n"
 
 
@@ -200,3 +202,11 @@ def test_instruct_model_as_plain_completion_and_reset(infill_checkpoint: Path) -
     first = model.chat([{"role": "user", "content": "first question"}], max_new_tokens=5)
     fresh = model.chat([{"role": "user", "content": "second question"}], max_new_tokens=5)  # no history after /reset
     assert reset.exit_code == 0 and reset.output == f"{first}\n{fresh}\n"
+
+
+def test_bare_checkpoint_chat_on_request(chat70b_checkpoint: Path) -> None:
+    """With --weights alone and --chat, the template follows the tokenizer (<step> -> 70B format)."""
+    result = zoo("run", "--weights", str(chat70b_checkpoint), "--chat", "--max-new-tokens", "4", input="hello\n")
+    assert result.exit_code == 0, result.output
+    model = codellama_zoo.load(weights=chat70b_checkpoint)
+    assert result.output == model.chat([{"role": "user", "content": "hello"}], max_new_tokens=4) + "\n"
