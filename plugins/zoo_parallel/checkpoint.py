@@ -67,7 +67,11 @@ def load(path: Path, config: LlamaConfig | None = None) -> dict[str, Any]:
             state[key] = torch.empty(tuple(meta.size), dtype=meta.properties.dtype)
     if not state:
         raise WeightsError(f"{path}: the sharded checkpoint holds no model tensors (keys starting with {PREFIX!r})")
-    dcp.load(state, storage_reader=reader, no_dist=True)
+    import warnings
+
+    with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
+        warnings.simplefilter("ignore", UserWarning)
+        dcp.load(state, storage_reader=reader, no_dist=True)
     return {key[len(PREFIX):]: value for key, value in state.items()}
 
 
@@ -108,8 +112,10 @@ def load_sharded(parallel: ParallelModel, path: str | Path, optimizer: Any = Non
         set_optimizer_state_dict(parallel.module, optimizer, state["optim"])
 
 
-def _save_rank(state_dict: dict[str, Any], params: dict[str, Any], dst: str) -> None:
+def _save_rank(payload: bytes, params: dict[str, Any], dst: str) -> None:
     """One rank of a split: take its tensor-parallel slices of the full weights and save them."""
+    import pickle
+
     import torch
     import torch.distributed as dist
 
@@ -117,6 +123,7 @@ def _save_rank(state_dict: dict[str, Any], params: dict[str, Any], dst: str) -> 
     from zoo_parallel.plan import ParallelPlan
     from zoo_torch.model import Transformer
 
+    state_dict = pickle.loads(payload)
     config = LlamaConfig(**params)
     with torch.device("meta"):
         model = Transformer(config, dtype=next(iter(state_dict.values())).dtype)
@@ -135,8 +142,11 @@ def save(state_dict: dict[str, Any], config: LlamaConfig, dst: Path, progress: A
 
     mp = shards or 1
     validate_plan(ParallelPlan(mp=mp), config, mp)
+    import pickle
+
+    # Plain bytes: memory-mapped tensors cannot travel as shared memory to the ranks.
     state = {k: v.contiguous() for k, v in state_dict.items()}
-    run_local(_save_rank, mp, state, config.to_params(), str(dst), timeout=timeout)
+    run_local(_save_rank, mp, pickle.dumps(state), config.to_params(), str(dst), timeout=timeout)
     if progress is not None:
         progress(sum(t.numel() * t.element_size() for t in state.values()))
 

@@ -9,6 +9,7 @@ message, so nothing waits forever.
 from __future__ import annotations
 
 import os
+import pickle
 import queue as queue_module
 import time
 import traceback
@@ -30,7 +31,8 @@ def _entry(fn: Callable[..., Any], rank: int, world: int, port: int, results: An
     try:
         init_distributed()
         value = fn(*args)
-        results.put(("ok", rank, value))
+        # Plain pickle: tensors travel as bytes, not as shared memory that dies with this process.
+        results.put(("ok", rank, pickle.dumps(value)))
     except BaseException as exc:  # report everything, including KeyboardInterrupt in a child
         results.put(("error", rank, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
     finally:
@@ -76,7 +78,7 @@ def run_local(fn: Callable[..., Any], nprocs: int, *args: Any, timeout: float = 
             if status == "error":
                 first_line = value.splitlines()[0]
                 raise LaunchError(f"rank {rank} of {nprocs} failed: {first_line}\n{value}", rank=rank)
-            values[rank] = value
+            values[rank] = pickle.loads(value)
     finally:
         for proc in procs:
             proc.join(timeout=5 if len(values) == nprocs else 0.1)
