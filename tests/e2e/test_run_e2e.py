@@ -210,3 +210,21 @@ def test_bare_checkpoint_chat_on_request(chat70b_checkpoint: Path) -> None:
     assert result.exit_code == 0, result.output
     model = codellama_zoo.load(weights=chat70b_checkpoint)
     assert result.output == model.chat([{"role": "user", "content": "hello"}], max_new_tokens=4) + "\n"
+
+
+@pytest.mark.slow
+@pytest.mark.mindspore
+def test_same_completion_on_mindspore(infill_checkpoint: Path) -> None:
+    """The backend-neutral loop gives MindSpore's model the same greedy completion as torch's."""
+    pytest.importorskip("mindspore")
+    from tiny_zoo import BUILTINS
+
+    from codellama_zoo import plugins
+
+    pm = plugins.make_plugin_manager(builtins=(*BUILTINS, "zoo_mindspore.plugin"), entry_points=False)
+    plugins.set_plugin_manager(pm)
+    args = ("run", "--weights", str(infill_checkpoint), "def fib(n):", "--max-new-tokens", "8")
+    on_torch = zoo(*args, "--backend", "torch")
+    on_mindspore = zoo(*args, "--backend", "mindspore")
+    assert on_mindspore.exit_code == 0, on_mindspore.output
+    assert on_mindspore.output == on_torch.output
