@@ -12,8 +12,8 @@ from typing import Any
 
 import attrs
 
-from codellama_zoo.config import GenerateConfig
-from codellama_zoo.errors import ConfigError, UsageError, WeightsError
+from codellama_zoo.config import GenerateConfig, structure
+from codellama_zoo.errors import UsageError, WeightsError
 from codellama_zoo.loading import require_capability
 from codellama_zoo.registry import get_registry
 
@@ -49,14 +49,12 @@ class Model:
 
     # -- settings ----------------------------------------------------------
     def settings(self, **overrides: Any) -> GenerateConfig:
-        """The generation config with per-call overrides (``temperature=0.2``, ``stop=[...]``)."""
+        """The generation config with per-call overrides (``temperature=0.2``, ``stop=[...]``), validated."""
         if isinstance(overrides.get("stop"), str):
             overrides["stop"] = (overrides["stop"],)
-        try:
-            return attrs.evolve(self.generate_config, **overrides)
-        except TypeError:
-            allowed = ", ".join(f.name for f in attrs.fields(GenerateConfig))
-            raise ConfigError(f"unknown generation option in {sorted(overrides)}; allowed: {allowed}") from None
+        if not overrides:
+            return self.generate_config
+        return structure({**attrs.asdict(self.generate_config), **overrides}, GenerateConfig, source="generation options")
 
     def decoder(self, config: GenerateConfig) -> Any:
         name = config.generator
