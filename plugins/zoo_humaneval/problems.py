@@ -59,7 +59,7 @@ class Problem:
 def _read_jsonl(path: Path) -> list[dict[str, object]]:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
+        with opener(path, "rt", encoding="utf-8") as handle:
             return [json.loads(line) for line in handle if line.strip()]
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read problems from {path}: {exc}") from exc
@@ -105,7 +105,10 @@ def load_humaneval() -> dict[str, Problem]:
 
 
 def zoo_home() -> Path:
-    return Path(os.environ.get("ZOO_HOME") or Path.home() / ".codellama-zoo").expanduser()
+    """``$ZOO_HOME``, resolved the way the model loader resolves it."""
+    from codellama_zoo.loading import zoo_home as core_zoo_home
+
+    return core_zoo_home()
 
 
 def default_infilling_dir() -> Path:

