@@ -139,6 +139,16 @@ def _error_text(failure: Any) -> str:
     return text
 
 
+# What a healthy rank reports when a peer died under it: never the root cause if another rank failed.
+_COLLATERAL = ("connection closed by peer", "connection reset by peer", "remote worker crashing",
+               "distbackenderror", "broken pipe", "socket timeout", "sigterm", "signal 15")
+
+
+def _collateral(text: str) -> bool:
+    lowered = text.lower()
+    return any(marker in lowered for marker in _COLLATERAL)
+
+
 def _log_tail(path: Path, lines: int = 8) -> str:
     try:
         content = path.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -153,7 +163,7 @@ def _describe_failure(exc: Any, log_root: Path | None, options: LaunchOptions) -
     # The root cause is the rank that failed by itself, not the ones the agent stopped afterwards.
     own = {r: f for r, f in failures.items() if f.exitcode is not None and f.exitcode > 0}
     pool = own or failures
-    rank, failure = min(pool.items(), key=lambda item: (item[1].timestamp, item[0]))
+    rank, failure = min(pool.items(), key=lambda item: (_collateral(_error_text(item[1])), item[1].timestamp, item[0]))
     error = _error_text(failure)
     where = ""
     if log_root is not None:
