@@ -10,14 +10,16 @@ from typing import Any
 import click
 
 
-def _echo_stream(pieces: Iterator[str]) -> str:
-    """Print text pieces as they arrive; return the whole text."""
+def _echo_stream(pieces: Iterator[str], before: str = "", after: str = "") -> str:
+    """Print text pieces as they arrive (between ``before`` and ``after``); return the generated text."""
+    if before:
+        click.echo(before, nl=False)
     out = []
     for piece in pieces:
         out.append(piece)
         click.echo(piece, nl=False)
         sys.stdout.flush()
-    click.echo()
+    click.echo(after, nl=not after.endswith("\n"))
     return "".join(out)
 
 
@@ -115,6 +117,7 @@ def _read_turn(interactive: bool) -> str:
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, npu, ... (auto).")
 @click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
 @click.option("--attention", default="auto", show_default=True, help="Attention kernel: eager, sdpa, flash, ... (auto).")
+@click.option("--echo", is_flag=True, help="Print the prompt (for infill: prefix and suffix) around the generated text.")
 @click.option("--quiet", "-q", is_flag=True, help="No loading messages.")
 def run_command(
     model: str | None,
@@ -127,6 +130,7 @@ def run_command(
     spm: bool,
     chat: bool | None,
     system: str | None,
+    echo: bool,
     quiet: bool,
     backend: str,
     device: str,
@@ -188,7 +192,8 @@ def run_command(
     )  # fmt: skip
     options = {k: (tuple(v) if k == "stop" else v) for k, v in knobs.items()}
     if infill:
-        _echo_stream(loaded.infill(prefix or "", suffix or "", suffix_first=spm, stream=True, **options))
+        middle = loaded.infill(prefix or "", suffix or "", suffix_first=spm, stream=True, **options)
+        _echo_stream(middle, *((prefix or "", suffix or "") if echo else ("", "")))
     elif chatting:
         if text is not None:  # one question, one answer
             messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
@@ -196,7 +201,7 @@ def run_command(
         else:
             _chat_loop(loaded, system, options)
     else:
-        _echo_stream(loaded.stream(text or "", **options))
+        _echo_stream(loaded.stream(text or "", **options), (text or "") if echo else "")
 
 
 def _model_names() -> set[str]:

@@ -228,3 +228,12 @@ def test_same_completion_on_mindspore(infill_checkpoint: Path) -> None:
     on_mindspore = zoo(*args, "--backend", "mindspore")
     assert on_mindspore.exit_code == 0, on_mindspore.output
     assert on_mindspore.output == on_torch.output
+
+
+def test_echo_prints_prompt_and_infill_context(infill_checkpoint: Path) -> None:
+    weights = ("--weights", str(infill_checkpoint), "--max-new-tokens", "6")
+    model = codellama_zoo.load("tiny-codellama-7b", weights=infill_checkpoint)
+    completion = zoo("run", "tiny-codellama-7b", "def f():", "--echo", *weights)
+    assert completion.output == "def f():" + model.complete("def f():", max_new_tokens=6) + "\n"
+    filled = zoo("run", "tiny-codellama-7b", "--prefix", "x = [", "--suffix", "]\n", "--echo", *weights)
+    assert filled.output == "x = [" + model.infill("x = [", "]\n", max_new_tokens=6) + "]\n"
