@@ -147,12 +147,14 @@ def run_command(
     echo "def quicksort(a):" | zoo run codellama-7b -
     zoo run --weights ./my-llama "Once upon a time"
     """
+    from codellama_zoo.config import GenerateConfig
     from codellama_zoo.errors import UsageError
     from codellama_zoo.inference import Model
     from codellama_zoo.loading import load_language_model, place, plan, require_capability
     from codellama_zoo.registry import get_registry
+    from zoo_generators.sampling import check_config
 
-    if model is not None and prompt is None and weights is not None and model not in _model_names():
+    if model is not None and prompt is None and weights is not None and model.lower() not in _model_names():
         model, prompt = None, model  # `zoo run --weights DIR "prompt"`
     if model is None and weights is None:
         raise UsageError("name a model to run (see `zoo models`) or pass --weights DIR with a checkpoint folder")
@@ -161,6 +163,8 @@ def run_command(
     if model is not None and (infill or chat):  # refuse before looking for any weights
         spec = get_registry().model(model)
         require_capability(spec.name, spec.capabilities, "infill" if infill else "chat")
+    options = {k: (tuple(v) if k == "stop" else v) for k, v in knobs.items()}
+    check_config(GenerateConfig(**options))  # a bad --top-p fails now, not after loading
     text = _read_prompt(prompt, prompt_file)  # None: chat reads stdin turn by turn, completion reads it whole
     if infill and prefix is None and suffix is None:
         if text is None and not sys.stdin.isatty():
@@ -190,7 +194,6 @@ def run_command(
         lm, p.tokenizer, name=p.name, capabilities=p.capabilities, chat_format=p.chat_format,
         infill_formats=p.infill_formats,
     )  # fmt: skip
-    options = {k: (tuple(v) if k == "stop" else v) for k, v in knobs.items()}
     if infill:
         middle = loaded.infill(prefix or "", suffix or "", suffix_first=spm, stream=True, **options)
         _echo_stream(middle, *((prefix or "", suffix or "") if echo else ("", "")))

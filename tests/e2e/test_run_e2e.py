@@ -237,3 +237,8 @@ def test_echo_prints_prompt_and_infill_context(infill_checkpoint: Path) -> None:
     assert completion.output == "def f():" + model.complete("def f():", max_new_tokens=6) + "\n"
     filled = zoo("run", "tiny-codellama-7b", "--prefix", "x = [", "--suffix", "]\n", "--echo", *weights)
     assert filled.output == "x = [" + model.infill("x = [", "]\n", max_new_tokens=6) + "]\n"
+
+
+def test_bad_knob_fails_before_loading() -> None:
+    result = zoo("run", "tiny-codellama-7b", "x", "--top-p", "0")  # no weights: the knob is checked first
+    assert result.exit_code != 0 and "top_p must be in (0, 1]" in result.output
