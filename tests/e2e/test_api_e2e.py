@@ -35,8 +35,10 @@ def test_greedy_completion_matches_transformers(infill_checkpoint: Path) -> None
     assert model.complete(prompt, max_new_tokens=12) == model.tokenizer.decode_nospace(result.token_ids)
 
 
-def test_batched_equals_one_by_one(infill_checkpoint: Path) -> None:
-    model = codellama_zoo.load(weights=infill_checkpoint, device="cpu")
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_batched_equals_one_by_one(infill_checkpoint: Path, attention: str) -> None:
+    model = codellama_zoo.load(weights=infill_checkpoint, device="cpu", attention=attention)
+    assert model.lm.attention == attention
     prompts = ["import os\n", "def quicksort(arr):\n    ", "x", "# 日本語のコメント\nclass Foo:"]
     batched = model.generate(prompts, max_new_tokens=10)
     assert batched == [model.generate(p, max_new_tokens=10) for p in prompts]

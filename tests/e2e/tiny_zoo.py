@@ -26,6 +26,7 @@ BUILTINS = (
     "zoo_generators.plugin",
     "zoo_infill.plugin",
     "zoo_torch.plugin",
+    "zoo_flash_attention.plugin",
 )
 VARIANTS = ("codellama-7b", "codellama-7b-instruct", "codellama-7b-python", "codellama-70b-instruct", "codellama-34b")
 
