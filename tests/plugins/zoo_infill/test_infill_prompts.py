@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,18 @@ def test_registered_with_eot_stop() -> None:
     for name in ("infill-psm", "infill-spm"):
         spec = formats.get(name)
         assert spec.kind == "infill" and spec.stop_tokens == ("▁<EOT>",)
+
+
+def test_humaneval_infilling_problems_match_meta(codellama_tokenizer_model: Path, llama2_tokenizer_model: Path) -> None:
+    """Real benchmark prompts and suffixes (HumanEval-SingleLineInfilling), every 10th problem."""
+    data = llama2_tokenizer_model.parents[1] / "humaneval-infilling" / "HumanEval-SingleLineInfilling.jsonl.gz"
+    if not data.exists():
+        pytest.skip(f"shared asset {data} not found")
+    with gzip.open(data, "rt", encoding="utf-8") as f:
+        problems = [json.loads(line) for line in f][::10]
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(codellama_tokenizer_model))
+    tok = SentencePieceTokenizer(codellama_tokenizer_model)
+    for problem in problems:
+        prefix, suffix = problem["prompt"], problem["suffix"]
+        assert build_psm(tok, prefix, suffix) == meta_layout(sp, prefix, suffix, spm=False), problem["task_id"]
+        assert build_spm(tok, prefix, suffix) == meta_layout(sp, prefix, suffix, spm=True), problem["task_id"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -109,3 +111,25 @@ def test_registered_and_loadable_from_a_folder(llama2_tokenizer_model: Path) -> 
     assert spec.files == ("tokenizer.model",)
     assert spec.load is not None
     assert spec.load(llama2_tokenizer_model.parent).vocab_size == 32000
+
+
+def real_corpus(assets: Path) -> list[str]:
+    """Real text: standard-library sources and Code Alpaca records (instructions, code, prose)."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    texts = [(stdlib / name).read_text(encoding="utf-8") for name in ("textwrap.py", "json/decoder.py", "heapq.py")]
+    alpaca = assets / "code-alpaca" / "code_alpaca_2k.json"
+    if not alpaca.exists():
+        pytest.skip(f"shared asset {alpaca} not found")
+    records = json.loads(alpaca.read_text(encoding="utf-8"))
+    texts += [f"{r['instruction']}\n{r['input']}\n{r['output']}" for r in records[:300]]
+    return texts
+
+
+def test_ids_identical_on_real_code_and_instructions(model_file: Path, llama2_tokenizer_model: Path) -> None:
+    reference = sentencepiece.SentencePieceProcessor(model_file=str(model_file))
+    tok = SentencePieceTokenizer(model_file)
+    for text in real_corpus(llama2_tokenizer_model.parents[1]):
+        ids = tok.encode(text)
+        assert ids == reference.encode(text)
+        if not tok.special_ids & set(ids):
+            assert tok.decode(ids) == reference.decode(ids)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import sentencepiece
-from codellama_vocab import codellama70b_tokenizer_model, codellama_tokenizer_model
 
+from codellama_vocab import codellama70b_tokenizer_model, codellama_tokenizer_model
 from codellama_zoo.errors import UsageError, WeightsError
 from codellama_zoo.registry import get_registry
 from zoo_codellama.chat import build_instruct, build_instruct_70b
@@ -44,7 +45,7 @@ def meta_inst(sp: sentencepiece.SentencePieceProcessor, dialog: list[dict[str, s
         merged = "<<SYS>>\n" + dialog[0]["content"] + "\n<</SYS>>\n\n" + dialog[1]["content"]
         dialog = [{"role": dialog[1]["role"], "content": merged}, *dialog[2:]]
     ids: list[int] = []
-    for prompt, answer in zip(dialog[::2], dialog[1::2]):
+    for prompt, answer in zip(dialog[::2], dialog[1::2], strict=False):
         ids += [bos, *sp.encode(f"[INST] {prompt['content'].strip()} [/INST] {answer['content'].strip()} "), eos]
     return ids + [bos, *sp.encode(f"[INST] {dialog[-1]['content'].strip()} [/INST]")]
 
@@ -119,3 +120,25 @@ def test_registered_and_named_by_the_presets() -> None:
         assert spec.prompt_format in registry.prompt_formats
         for name in spec.infill_formats:
             assert name in registry.prompt_formats
+
+
+def test_code_alpaca_dialogs_match_meta(
+    codellama_tokenizer_model: Path, codellama70b_tokenizer_model: Path, llama2_tokenizer_model: Path
+) -> None:
+    """Real instructions and answers as multi-turn dialogs, in both templates."""
+    data = llama2_tokenizer_model.parents[1] / "code-alpaca" / "code_alpaca_2k.json"
+    if not data.exists():
+        pytest.skip(f"shared asset {data} not found")
+    records = json.loads(data.read_text(encoding="utf-8"))[:120]
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(codellama_tokenizer_model))
+    sp70 = sentencepiece.SentencePieceProcessor(model_file=str(codellama70b_tokenizer_model))
+    tok, tok70 = SentencePieceTokenizer(codellama_tokenizer_model), SentencePieceTokenizer(codellama70b_tokenizer_model)
+    for first, second in zip(records[::2], records[1::2], strict=True):
+        dialog = [
+            {"role": "system", "content": "You are a careful programmer."},
+            {"role": "user", "content": f"{first['instruction']}\n{first['input']}"},
+            {"role": "assistant", "content": first["output"]},
+            {"role": "user", "content": f"{second['instruction']}\n\n{second['input']}"},
+        ]
+        assert build_instruct(tok, dialog) == meta_inst(sp, dialog)
+        assert build_instruct_70b(tok70, dialog) == meta_70b(sp70, dialog)
