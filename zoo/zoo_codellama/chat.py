@@ -30,7 +30,7 @@ def _check_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, str
             raise UsageError(
                 f"chat message {i} is {dict(message)!r}; each message needs a role in {ROLES} and a string content"
             )
-        out.append({k: str(v) for k, v in message.items()})
+        out.append({k: str(v) for k, v in message.items() if v is not None})
     turns = out[1:] if out and out[0]["role"] == "system" else out
     expected = ["user" if i % 2 == 0 else "assistant" for i in range(len(turns))]
     if not turns or [m["role"] for m in turns] != expected or turns[-1]["role"] != "user":
@@ -64,7 +64,7 @@ def build_instruct_70b(tokenizer: Any, messages: Sequence[Mapping[str, Any]]) ->
     ids = [tokenizer.bos_id]
     for message in dialog:
         header = f" Source: {message['role'].strip()}"
-        if message.get("destination"):
+        if "destination" in message:
             header += f"\nDestination: {message['destination'].strip()}"
         ids += tokenizer.encode(header)
         if message["content"]:

@@ -57,7 +57,10 @@ def meta_70b(sp: sentencepiece.SentencePieceProcessor, dialog: list[dict[str, st
     step = sp.piece_to_id("<step>")
     ids = [sp.bos_id()]
     for message in dialog:
-        ids += sp.encode(" " + "\n".join([f"Source: {message['role'].strip()}"]))
+        headers = [f"Source: {message['role'].strip()}"]
+        if message.get("destination") is not None:
+            headers.append(f"Destination: {message['destination'].strip()}")
+        ids += sp.encode(" " + "\n".join(headers))
         if message["content"]:
             ids += sp.encode("\n\n " + message["content"].strip())
         ids.append(step)
@@ -89,6 +92,17 @@ def test_70b_matches_meta(codellama70b_tokenizer_model: Path, dialog: list[dict[
     ids = build_instruct_70b(tok, dialog)
     assert ids == meta_70b(sp, dialog)
     assert ids.count(32015) == len(dialog) + (dialog[0]["role"] != "system")
+
+
+def test_70b_destination_header(codellama70b_tokenizer_model: Path) -> None:
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(codellama70b_tokenizer_model))
+    dialog = [
+        {"role": "system", "content": "tools available", "destination": "user"},
+        {"role": "user", "content": "run it", "destination": None},
+    ]
+    ids = build_instruct_70b(SentencePieceTokenizer(codellama70b_tokenizer_model), dialog)
+    assert ids == meta_70b(sp, dialog)
+    assert "Source: system\nDestination: user" in sp.decode(ids)
 
 
 def test_70b_needs_step_piece(codellama_tokenizer_model: Path) -> None:
