@@ -124,6 +124,15 @@ class SandboxProcess:
     def _alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def _died_within(self, seconds: float) -> bool:
+        if self.proc is None:
+            return True
+        try:
+            self.proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def _read_event(self, deadline: float) -> dict[str, Any] | None:
         """The next JSON line from the server, or None on EOF or when the deadline passes."""
         assert self.proc is not None and self.proc.stdout is not None
@@ -173,8 +182,9 @@ class SandboxProcess:
                 output_bytes=int(done.get("output_bytes", 0)),
                 duration=float(done.get("duration", 0.0)),
             )
-        # The server died (the sample killed it) or stopped answering.
-        killed = not self._alive()
+        # The server died (the sample killed it) or stopped answering. Its
+        # pipe closes a moment before it can be reaped, so give it that moment.
+        killed = self._died_within(2.0)
         child = started.get("pid") if started else None
         self._restart(leftover_pid=child)
         if killed:

@@ -261,7 +261,8 @@ class Server:
         self.uid = self._pick_uid()
         self._user_processes, self._counted_at = 0, -1e9
         _prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of a sample come back to us to be killed and reaped
-        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # the harness died: stop
+        # No parent-death signal here: it would follow the harness *thread*
+        # that started us. When the harness dies, stdin ends and we stop.
 
     def _pick_uid(self) -> int | None:
         """A uid of our own when we are root and may switch to it; else None."""

@@ -38,7 +38,7 @@ def hostile_completions(decoy: Path) -> dict[str, str]:
         "shutil.rmtree": body(f"import shutil\nshutil.rmtree('{decoy}')\nreturn None"),
         "write outside": body(f"open('{outside}', 'w').write('owned')\nreturn None"),
         "kill parent": body("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nreturn None"),
-        "print megabytes": body("for _ in range(200):\n    print('x' * 100_000)\nreturn None"),
+        "print megabytes": body("for _ in range(100):\n    print('x' * 100_000)\nreturn None"),
         "exit early": body("import os\nos._exit(0)"),
     }
 
@@ -128,9 +128,9 @@ def test_sample_runs_in_a_fresh_directory_with_a_scrubbed_environment() -> None:
 
 def test_output_is_captured_with_a_cap() -> None:
     with SandboxPool(1, LIMITS) as pool:
-        outcome = pool.run("import sys\nfor _ in range(300):\n    sys.stdout.write('y' * 100_000)\nprint('end', file=sys.stderr)")
+        outcome = pool.run("import sys\nfor _ in range(100):\n    sys.stdout.write('y' * 100_000)\nprint('end', file=sys.stderr)")
     assert outcome.result == "passed"
-    assert outcome.output_bytes > 30_000_000
+    assert outcome.output_bytes == 10_000_004
     assert outcome.output.startswith("y" * 4096)
     assert len(outcome.output) < 4096 + 100
     assert "more bytes of output discarded" in outcome.output
@@ -217,7 +217,7 @@ def test_a_sample_that_kills_its_server_is_recorded_and_the_pool_recovers(monkey
         killed = pool.run(kill_server)
         after = pool.run("assert 2 + 2 == 4")
     assert before.passed and after.passed
-    assert killed.result == "failed: killed the sandbox"
+    assert killed.result == "failed: killed the sandbox", killed
 
 
 def test_fork_bomb_leftovers_are_killed_without_a_private_uid(monkeypatch: pytest.MonkeyPatch) -> None:
