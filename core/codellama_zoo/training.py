@@ -274,6 +274,7 @@ class ContextConfig:
     jit_config: dict[str, Any] = attrs.field(factory=dict)
     ascend_config: dict[str, Any] = attrs.field(factory=dict)
     deterministic: bool = False  # torch.use_deterministic_algorithms
+    num_threads: int = 0  # CPU threads for torch; 0 = the library default (1 is fastest on a busy machine)
 
 
 @attrs.frozen(kw_only=True)

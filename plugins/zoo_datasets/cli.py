@@ -63,6 +63,12 @@ def prepare_command(
         f"wrote {meta['count']} samples of {meta['sample_length']} tokens to {output} "
         f"({', '.join(meta['formats'])}); counts: {json.dumps(counts)}"
     )
+    if counts.get("fully_masked"):
+        click.echo(
+            f"zoo: warning: {counts['fully_masked']} samples have no response token left after truncation "
+            "(nothing to learn); raise --seq-length or use a shorter template",
+            err=True,
+        )
 
 
 @data_group.command("inspect")

@@ -246,6 +246,17 @@ def seed_everything(seed: int) -> None:
 def train(cfg: TrainConfig, *, stop_after: int | None = None, quiet: bool = False,
           transform_model: TransformModel | None = None) -> TrainResult:
     """Run ``cfg`` (train or finetune); resume from ``resume_training`` when set."""
+    threads = torch.get_num_threads()
+    if cfg.context.num_threads > 0:
+        torch.set_num_threads(cfg.context.num_threads)
+    try:
+        return _train(cfg, stop_after, quiet, transform_model)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: TrainConfig, stop_after: int | None, quiet: bool,
+           transform_model: TransformModel | None) -> TrainResult:
     if cfg.run_mode not in ("train", "finetune"):
         raise UsageError(f"run_mode {cfg.run_mode!r} cannot train; use train or finetune")
     if cfg.context.deterministic:
