@@ -118,13 +118,13 @@ def _launch_run(command: click.Command, values: dict[str, Any], options: Any) ->
     if values.get("chat") and not values.get("prompt"):
         raise UsageError("an interactive chat cannot run with --nproc > 1; pass the message as the prompt argument")
     values = dict(values)
-    prompt = values.get("prompt")
-    if prompt == "-" or (prompt is None and values.get("prompt_file") is None and not sys.stdin.isatty()):
+    slot = next((name for name in ("prompt", "model") if values.get(name) == "-"), None)
+    if slot is not None:
         # Workers have no terminal: hand them stdin's text as a file.
         handle = tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="zoo-prompt-", delete=False)  # noqa: SIM115
         with handle:
             handle.write(sys.stdin.read())
-        values["prompt"], values["prompt_file"] = None, Path(handle.name)
+        values[slot], values["prompt_file"] = None, Path(handle.name)
     launch(["cli", "run", *rebuild_args(command, values)], options, env={TENSOR_PARALLEL_ENV: "1"})
 
 
