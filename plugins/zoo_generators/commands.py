@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
+
+# Run when no model and no --weights are given: the embedded model, shipped as package data (zoo_codelet).
+DEFAULT_MODEL = "zoo-codelet-5m-instruct"
 
 
 def _echo_stream(pieces: Iterator[str], before: str = "", after: str = "") -> str:
@@ -156,8 +160,10 @@ def run_command(
 
     if model is not None and prompt is None and weights is not None and model.lower() not in _model_names():
         model, prompt = None, model  # `zoo run --weights DIR "prompt"`
+    if model is not None and prompt is None and weights is None and _looks_like_prompt(model):
+        model, prompt = None, model  # `zoo run "def f(x):"`: a prompt for the default model
     if model is None and weights is None:
-        raise UsageError("name a model to run (see `zoo models`) or pass --weights DIR with a checkpoint folder")
+        model = DEFAULT_MODEL
     if prefix is not None or suffix is not None:
         infill = True
     if model is not None and (infill or chat):  # refuse before looking for any weights
@@ -205,6 +211,11 @@ def run_command(
             _chat_loop(loaded, system, options)
     else:
         _echo_stream(loaded.stream(text or "", **options), (text or "") if echo else "")
+
+
+def _looks_like_prompt(text: str) -> bool:
+    """Not a model name (names are one word of letters, digits and ``.:/_-``); ``-`` reads stdin."""
+    return text == "-" or re.fullmatch(r"[\w.:/-]+", text) is None
 
 
 def _model_names() -> set[str]:

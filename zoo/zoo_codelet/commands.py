@@ -21,12 +21,14 @@ def codelet_group() -> None:
 @click.option("--until-step", default=None, help="Stop after this step.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Passed to both `zoo train` runs, e.g. --set runner_config.max_steps=20 for a smoke test.")
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="Intra-op threads for each step (1 is fastest on a busy machine; raise it on an idle one).")
 def build_command(build_dir: Path, output: Path | None, from_step: str | None, until_step: str | None,
-                  overrides: tuple[str, ...]) -> None:
+                  overrides: tuple[str, ...], threads: int) -> None:
     """Corpus → tokenizer → datasets → pretrain → finetune → export → evaluate, resumable."""
     from zoo_codelet.pipeline import Pipeline
 
-    Pipeline(build_dir, output=output, train_overrides=overrides).run(from_step=from_step, until_step=until_step)
+    Pipeline(build_dir, output=output, train_overrides=overrides, threads=threads).run(from_step=from_step, until_step=until_step)
 
 
 @codelet_group.command("evaluate")
