@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint typecheck
+.PHONY: install run test lint typecheck default-model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ install: $(BIN)/python
 
 run: install
 	$(BIN)/zoo run
+
+# Rebuild the shipped default model (zoo/zoo_codelet/weights/) with the project's own pipeline:
+# stdlib corpus -> tokenizer -> datasets -> zoo train (pretrain, instruct) -> export -> evaluate.
+default-model: install
+	$(BIN)/zoo codelet build --from-step corpus
 
 test: install
 	@$(BIN)/python -m pytest -n 2 --durations=25 $(PYTEST_ARGS); status=$$?; \

@@ -145,7 +145,10 @@ def infill_tasks(sources: Sequence[tuple[str, str]], limit: int | None = None) -
                     suffix="\n" + "".join(file_lines[number + 1 :]),
                 )
             )
-    return tasks[:limit] if limit else tasks
+    if not limit or len(tasks) <= limit:
+        return tasks
+    stride = len(tasks) / limit  # spread over all held-out files, not the first few
+    return [tasks[int(i * stride)] for i in range(limit)]
 
 
 def _clip(tokenizer: Any, text: str, budget: int, keep_end: bool) -> str:
@@ -270,7 +273,7 @@ QUICK_WINDOWS = 16  # the tests' held-out-loss subset
 
 
 def evaluate_model(name: str, *, weights: Path | None = None, limit: int | None = None) -> dict[str, Any]:
-    """All card metrics for one model; ``limit`` caps the infill tasks (all by default)."""
+    """All card metrics for one model; ``limit`` caps the infill tasks (spread evenly; all by default)."""
     from codellama_zoo.api import load
     from codellama_zoo.loading import locate_weights
     from codellama_zoo.registry import get_registry

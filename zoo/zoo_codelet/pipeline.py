@@ -26,6 +26,7 @@ from zoo_codelet.presets import BASE_NAME, CODELET_CONFIG, CONFIGS_DIR, INSTRUCT
 
 INSTRUCT_SEQ_LENGTH = 256  # docstring pairs are short; longer ones are dropped, not truncated
 FIM_RATE = 0.5
+EVAL_INFILL_TASKS = 200  # of the ~490 held-out functions, spread over the files (CPU time)
 SPM_RATE = 0.5
 
 
@@ -176,7 +177,7 @@ class Pipeline:
 
     def step_evaluate(self) -> None:
         for name in (BASE_NAME, INSTRUCT_NAME):
-            self.zoo("codelet", "evaluate", name, "--weights", str(self.output / name),
+            self.zoo("codelet", "evaluate", name, "--weights", str(self.output / name), "--limit", str(EVAL_INFILL_TASKS),
                      "--output", str(self.output / name / "metrics.json"))
         from zoo_codelet.report import plot_loss_curves
 
