@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import shutil
 import sys
 import time
@@ -39,6 +38,7 @@ from codellama_zoo.training import IGNORE_INDEX, TrainConfig
 
 log = logging.getLogger(__name__)
 RESULT_FILE = "train_result.json"
+OPTIMIZER_FILE = "optimizer/optimizer.ckpt"  # beside model.ckpt, in its own folder (one .ckpt per folder)
 
 
 @attrs.frozen
@@ -289,7 +289,8 @@ def save_training_checkpoint(output: Path, step: int, model: Any, optimizer: Any
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     checkpoints.save_ckpt(weights.state_dict(model), config, tmp)
-    ms.save_checkpoint(optimizer, str(tmp / "optimizer.ckpt"))
+    (tmp / "optimizer").mkdir()
+    ms.save_checkpoint(optimizer, str(tmp / OPTIMIZER_FILE))
     (tmp / "state.json").write_text(json.dumps({"step": step}) + "\n")
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
@@ -308,10 +309,10 @@ def resume_from(cfg: TrainConfig, output: Path, model: Any, optimizer: Any) -> i
     folder = latest_checkpoint(output) if cfg.resume_training is True else Path(str(cfg.resume_training))
     if folder is None:
         return 0
-    if not (folder / "optimizer.ckpt").is_file():
-        raise ConfigError(f"resume_training: {folder} is not a MindSpore training checkpoint (no optimizer.ckpt)")
+    if not (folder / OPTIMIZER_FILE).is_file():
+        raise ConfigError(f"resume_training: {folder} is not a MindSpore training checkpoint (no {OPTIMIZER_FILE})")
     weights.load_into(model, checkpoints.read_ckpt_numpy(folder), source=str(folder))
-    ms.load_param_into_net(optimizer, ms.load_checkpoint(str(folder / "optimizer.ckpt")))
+    ms.load_param_into_net(optimizer, ms.load_checkpoint(str(folder / OPTIMIZER_FILE)))
     return int(json.loads((folder / "state.json").read_text())["step"])
 
 

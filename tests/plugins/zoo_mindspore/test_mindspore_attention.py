@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from mindspore_testing import tiny  # sets GLOG_v before MindSpore is imported
 
 ms = pytest.importorskip("mindspore")
 
-from mindspore_testing import tiny  # noqa: E402
 
 from codellama_zoo.errors import BackendUnavailableError  # noqa: E402
 from codellama_zoo.registry import get_registry  # noqa: E402

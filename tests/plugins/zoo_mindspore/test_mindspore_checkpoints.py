@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from mindspore_testing import tiny  # sets GLOG_v before MindSpore is imported
 
 pytest.importorskip("mindspore")
 torch = pytest.importorskip("torch")
 
-from mindspore_testing import tiny  # noqa: E402
 
 from codellama_zoo.cli import cli  # noqa: E402
 from codellama_zoo.errors import UsageError  # noqa: E402

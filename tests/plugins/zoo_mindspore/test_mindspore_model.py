@@ -7,12 +7,18 @@ from typing import Any
 
 import numpy as np
 import pytest
+from mindspore_testing import (  # sets GLOG_v before MindSpore is imported
+    greedy,
+    hf_model,
+    hf_to_canonical,
+    left_padded_batch,
+    tiny,
+)
 
 pytest.importorskip("mindspore")
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from mindspore_testing import greedy, hf_model, hf_to_canonical, left_padded_batch, tiny  # noqa: E402
 
 from zoo_codellama.presets import ARCHITECTURES  # noqa: E402
 
