@@ -136,7 +136,6 @@ def test_output_is_captured_with_a_cap() -> None:
     assert "more bytes of output discarded" in outcome.output
 
 
-@pytest.mark.slow
 def test_hostile_samples_are_contained_and_other_results_stay_right(tmp_path: Path, decoy: Path) -> None:
     problems = load_humaneval()
     task_ids = list(problems)
@@ -166,7 +165,6 @@ def test_hostile_samples_are_contained_and_other_results_stay_right(tmp_path: Pa
     assert len(printing["output"]) < 5000
 
 
-@pytest.mark.slow
 def test_guard_bypasses_are_contained_by_the_process_boundary(
     tmp_path: Path, decoy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
