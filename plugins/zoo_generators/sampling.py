@@ -123,7 +123,10 @@ class Sampler:
     def probabilities(self, logits: np.ndarray, history: Sequence[Sequence[int]]) -> np.ndarray:
         return softmax(self.filtered(logits, history))
 
-    CANDIDATES = 1024
+    # Top-p first looks among this many most likely tokens, then more: sorting a
+    # whole 32k vocabulary every step costs milliseconds, and the nucleus is
+    # usually a few hundred tokens.
+    CANDIDATES = (1024, 8192)
 
     def distribution(self, row_logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(token ids, probabilities)`` of one row after all filters; same result as :meth:`probabilities`."""
@@ -137,17 +140,16 @@ class Sampler:
         top = x[ids].max()
         z = np.exp((x[ids] - top).astype(np.float64)).sum()  # normaliser over the whole top-k set
         if c.top_p < 1.0:
-            pool = ids
-            if len(pool) > self.CANDIDATES:
-                cut = len(pool) - self.CANDIDATES
-                pool = pool[np.flatnonzero(x[pool] >= np.partition(x[pool], cut)[cut])]
-            pool = pool[np.argsort(-x[pool], kind="stable")]
-            probs = np.exp((x[pool] - top).astype(np.float64)) / z
-            before = np.cumsum(probs) - probs
-            if len(pool) < len(ids) and before[-1] + probs[-1] < c.top_p:
-                pool = ids[np.argsort(-x[ids], kind="stable")]  # rare: a very flat distribution
+            for width in (*self.CANDIDATES, len(ids)):
+                pool = ids
+                if len(ids) > width:  # the `width` most likely tokens (ties included), sorted
+                    cut = len(ids) - width
+                    pool = ids[np.flatnonzero(x[ids] >= np.partition(x[ids], cut)[cut])]
+                pool = pool[np.argsort(-x[pool], kind="stable")]
                 probs = np.exp((x[pool] - top).astype(np.float64)) / z
                 before = np.cumsum(probs) - probs
+                if len(pool) == len(ids) or before[-1] + probs[-1] >= c.top_p:
+                    break  # enough mass among the candidates: the cut lies inside them
             n = max(int(np.searchsorted(before, c.top_p, side="left")), 1)
             ids, probs = pool[:n], probs[:n]
         else:
