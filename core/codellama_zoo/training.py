@@ -165,7 +165,7 @@ class ModelConfig:
         """The :class:`~codellama_zoo.specs.LlamaConfig` this section describes."""
         from codellama_zoo.specs import LlamaConfig
 
-        overrides = {
+        overrides: dict[str, Any] = {
             "dim": self.hidden_size,
             "n_layers": self.num_layers,
             "n_heads": self.num_heads,

@@ -35,7 +35,7 @@ def read(path: str | Path | None = None) -> Iterator[dict[str, str]]:
     p = Path(path) if path else default_path()
     opener = gzip.open if p.suffix == ".gz" else open
     try:
-        with opener(p, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
+        with opener(p, "rt", encoding="utf-8") as handle:
             lines = handle.read().splitlines()
     except FileNotFoundError:
         raise DatasetError(p, "file does not exist") from None

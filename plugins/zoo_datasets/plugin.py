@@ -20,7 +20,8 @@ def _resolve(module: str, name: str) -> Callable[..., Any]:
     """``zoo_datasets.<module>.<name>``, imported only when datasets are first looked up."""
     import importlib
 
-    return getattr(importlib.import_module(f"zoo_datasets.{module}"), name)  # type: ignore[no-any-return]
+    function: Callable[..., Any] = getattr(importlib.import_module(f"zoo_datasets.{module}"), name)
+    return function
 
 
 def dataset_specs() -> list[DatasetSpec]:

@@ -89,7 +89,7 @@ class SentencePieceTokenizer:
         return str(self.sp.decode(list(ids)))
 
     def describe(self) -> dict[str, Any]:
-        return {"type": "sentencepiece", "path": str(self.path), "vocab_size": self.vocab_size}
+        return {"type": "sentencepiece", "path": str(Path(self.path).resolve()), "vocab_size": self.vocab_size}
 
 
 class _RegistryTokenizer:
@@ -124,7 +124,7 @@ class _RegistryTokenizer:
         return str(self.inner.decode(list(ids)))
 
     def describe(self) -> dict[str, Any]:
-        return {"type": "sentencepiece", "path": str(self.path), "vocab_size": self.vocab_size}
+        return {"type": "sentencepiece", "path": str(Path(self.path).resolve()), "vocab_size": self.vocab_size}
 
 
 def _first_attr(obj: Any, *names: str, default: Any = None) -> Any:

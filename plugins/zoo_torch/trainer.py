@@ -141,7 +141,13 @@ def default_transform(model: nn.Module, cfg: TrainConfig) -> nn.Module:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)
+    """The model inside a DDP/FSDP-style wrapper (or the model itself)."""
+    inner: nn.Module = getattr(model, "module", model)
+    return inner
+
+
+def _llama_config(model: nn.Module) -> Any:
+    return unwrap(model).config
 
 
 def build_optimizer_and_schedule(
@@ -328,7 +334,7 @@ def _train(cfg: TrainConfig, stop_after: int | None, quiet: bool,
             "step": at,
         }
         info = {"step": at, "epoch": epoch, "step_in_epoch": in_epoch, "total_steps": total_steps,
-                "samples_seen": at * plan.global_batch, "config": unwrap(model).config.to_params()}  # type: ignore[operator]
+                "samples_seen": at * plan.global_batch, "config": _llama_config(model).to_params()}
         return train_checkpoint.save(output / "checkpoints", at, payload, info, keep)
 
     initial_eval = None

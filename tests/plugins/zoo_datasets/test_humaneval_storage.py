@@ -93,3 +93,19 @@ def test_zoo_data_prepare_and_inspect(tmp_path: Path, llama2_tokenizer_model: Pa
     assert len(converted) == 10 and converted[0]["conversations"][0]["from"] == "human"
     result = runner.invoke(cli, ["data", "list"])
     assert "code-alpaca" in result.output and "-o fim_rate=" in result.output
+
+
+def test_load_tokenizer_uses_the_registered_plugin(codellama_tokenizer_model: Path, codellama_tok) -> None:
+    from zoo_datasets.tokenizer import encode_continuation, fim_ids, load_tokenizer
+
+    if "sentencepiece" not in get_registry().tokenizers:
+        pytest.skip("the zoo_sentencepiece plugin is not installed")
+    tok = load_tokenizer(codellama_tokenizer_model)
+    assert type(tok).__name__ == "_RegistryTokenizer"
+    assert (tok.bos_id, tok.eos_id, tok.vocab_size) == (1, 2, 32016)
+    assert fim_ids(tok) == fim_ids(codellama_tok) == {"prefix_id": 32007, "suffix_id": 32008, "middle_id": 32009,
+                                                       "eot_id": 32010}
+    text = "def f(x):\n    return x + 1\n"
+    assert tok.encode(text) == codellama_tok.encode(text)
+    assert encode_continuation(tok, "    return x") == encode_continuation(codellama_tok, "    return x")
+    assert tok.describe()["path"] == str(codellama_tokenizer_model.resolve())

@@ -180,3 +180,18 @@ def test_zoo_train_cli(data: dict[str, Path], tmp_path: Path) -> None:
     predict = TINY_PRETRAIN.parent / "predict_codellama_34b.yaml"
     refused = CliRunner().invoke(cli, ["train", str(predict)])
     assert refused.exit_code == 2 and "run_mode 'predict' is not a training mode" in refused.output
+
+
+def test_mindrecord_and_numpy_train_identically(data: dict[str, Path], tmp_path: Path) -> None:
+    from zoo_datasets.storage import mindspore_available
+
+    if not mindspore_available():
+        pytest.skip("MindSpore is not installed")
+    tok = SentencePieceTokenizer(data["tokenizer"])
+    prepare("code", input=EVAL_TREE / "__init__.py", tokenizer=tok, seq_length=SEQ, output=tmp_path / "mr",
+            formats=("mindrecord",), progress=False)
+    extra = ("runner_config.max_steps=3", "trainer.log_interval=1")
+    from_mr = train(tiny_config(tmp_path / "a", tmp_path / "mr", None, *extra,
+                                "train_dataset.data_loader.type=MindDataset"), quiet=True)
+    from_np = train(tiny_config(tmp_path / "b", data["small"], None, *extra), quiet=True)
+    assert from_mr.first_loss == from_np.first_loss and from_mr.final_loss == from_np.final_loss
