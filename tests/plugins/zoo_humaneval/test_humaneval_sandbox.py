@@ -51,6 +51,7 @@ def bypass_completions(decoy: Path) -> dict[str, str]:
         "ctypes fork bomb": body(libc + "while True:\n    libc.fork()"),
         "ctypes kill parent": body(libc + "libc.kill(libc.getppid(), 9)\ntime.sleep(0.5)\nreturn None"),
         "ctypes rm -rf": body(libc + f"libc.system(b'rm -rf {decoy}')\nreturn None"),
+        "ctypes kill everyone": body(libc + "libc.kill(-1, 9)\nreturn None"),
         "ctypes write outside": body(
             libc + f"fd = libc.open(b'{decoy}/planted', 0o101, 0o644)\nassert fd < 0\nreturn None"
         ),
@@ -195,6 +196,8 @@ def test_guard_bypasses_are_contained_by_the_process_boundary(
     assert by_name["ctypes fork bomb"]["result"] == "timed out"
     assert not by_name["ctypes kill parent"]["passed"]
     assert not by_name["ctypes rm -rf"]["passed"]
+    everyone = by_name["ctypes kill everyone"]["result"]
+    assert everyone.startswith("failed: ") and everyone != "failed: killed the sandbox"  # it could signal no one
     assert by_name["ctypes write outside"]["result"] == "failed: AssertionError"  # open() was refused
     assert all(results[p.task_id]["passed"] for p in canonical)
     assert summary["solved"] == len(canonical)
