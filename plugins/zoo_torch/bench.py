@@ -232,7 +232,60 @@ def run_bench(which: str = "all", dtype: str = "fp32", threads: int | None = Non
     return results
 
 
+def _rss_now() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def child_load(weights_dir: str, dtype: str) -> dict[str, Any]:
+    """Peak RSS while loading a checkpoint (and after one forward touches every weight), vs its size."""
+    import numpy as np
+    import torch
+
+    from zoo_torch.attention import resolve_attention
+    from zoo_torch.checkpoints import read_config
+    from zoo_torch.model import Transformer
+    from zoo_torch.runtime import load_model
+
+    # Before the baseline: torch's kernels, every plugin, the registry, the checkpoint's config.
+    torch.zeros(1) @ torch.zeros(1)
+    resolve_attention("eager", "cpu")
+    config = read_config(weights_dir)
+    with torch.device("meta"):  # the first meta-device build imports ~70 MB of torch modules
+        Transformer(attrs.evolve(config, n_layers=1))
+    base = _rss_now()
+    base_peak = _peak_rss()
+    lm = load_model(None, weights_dir, device="cpu", dtype=dtype, attention="eager")
+    after_load = _peak_rss()
+    lm.start(1, 2)
+    lm.prefill(np.array([[1, 2]]), np.ones((1, 2), dtype=np.int64))
+    after_forward = _peak_rss()
+    weights = lm.load_stats["weights_bytes"]
+    return {
+        "weights_bytes": weights,
+        "baseline_rss": base,
+        "baseline_peak": base_peak,
+        "load_peak_delta": after_load - base,
+        "forward_peak_delta": after_forward - base,
+        "load_ratio": (after_load - base) / weights,
+        "forward_ratio": (after_forward - base) / weights,
+        "seconds": lm.load_stats["seconds"],
+    }
+
+
+def measure_load(weights_dir: str, dtype: str = "fp32") -> dict[str, Any]:
+    """Run :func:`child_load` in a fresh process (so the peak is the load's own)."""
+    return _run_child(["load", "--weights", weights_dir, "--dtype", dtype])
+
+
 def _child_main(argv: list[str]) -> None:
+    if argv and argv[0] == "load":
+        p = argparse.ArgumentParser()
+        p.add_argument("--weights", required=True)
+        p.add_argument("--dtype", default="fp32")
+        la = p.parse_args(argv[1:])
+        print(json.dumps(child_load(la.weights, la.dtype)))
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("which", choices=["ours", "transformers"])
     parser.add_argument("--config", required=True)

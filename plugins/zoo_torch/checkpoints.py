@@ -352,13 +352,13 @@ def _meta_shards(path: Path) -> list[Path]:
 # ---------------------------------------------------------------------------
 
 
-def torch_load(file: Path) -> dict[str, Any]:
+def torch_load(file: Path, mmap: bool = True) -> dict[str, Any]:
     """``torch.load(weights_only=True)``, memory-mapped when the file allows; only tensors accepted."""
     import torch
 
     try:
         try:
-            data = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+            data = torch.load(file, map_location="cpu", weights_only=True, mmap=mmap)
         except RuntimeError as exc:
             if "mmap" not in str(exc) and "zip" not in str(exc):
                 raise
@@ -575,7 +575,10 @@ def load_meta(path: Path, config: LlamaConfig | None = None) -> dict[str, Any]:
     files = _meta_shards(path)
     if not files:
         raise WeightsError(f"no consolidated.NN.pth in {path}")
-    shards = [torch_load(f) for f in files]
+    # One shard: memory-mapped, nothing copied. Several: each tensor is concatenated into a new one, so
+    # read them without mmap (one storage per tensor) and free each part once merged: peak ~ 1x the weights
+    # rather than 2x (a mapping stays resident until its last tensor is gone).
+    shards = [torch_load(f, mmap=len(files) == 1) for f in files]
     names = [n for n in shards[0] if n != "rope.freqs"]
     for f, shard in zip(files[1:], shards[1:], strict=False):
         if set(n for n in shard if n != "rope.freqs") != set(names):
@@ -583,7 +586,7 @@ def load_meta(path: Path, config: LlamaConfig | None = None) -> dict[str, Any]:
             raise WeightsError(f"{f} holds different tensors than {files[0].name}: {', '.join(diff[:5])}")
     out: dict[str, Any] = {}
     for name in names:
-        parts = [s[name] for s in shards]
+        parts = [s.pop(name) for s in shards]
         dim = meta_split_dim(name)
         t = parts[0] if len(parts) == 1 or dim is None else torch.cat(parts, dim=dim)
         if name.endswith("attention.wq.weight") and t.dim() == 2:
