@@ -53,7 +53,7 @@ def bypass_completions(decoy: Path) -> dict[str, str]:
         "ctypes rm -rf": body(libc + f"libc.system(b'rm -rf {decoy}')\nreturn None"),
         "ctypes kill everyone": body(libc + "libc.kill(-1, 9)\nreturn None"),
         "ctypes write outside": body(
-            libc + f"fd = libc.open(b'{decoy}/planted', 0o101, 0o644)\nassert fd < 0\nreturn None"
+            libc + f"fd = libc.open(b'{decoy}/planted', 0o101, 0o644)\nraise RuntimeError('refused' if fd < 0 else 'written')"
         ),
     }
 
@@ -198,7 +198,8 @@ def test_guard_bypasses_are_contained_by_the_process_boundary(
     assert not by_name["ctypes rm -rf"]["passed"]
     everyone = by_name["ctypes kill everyone"]["result"]
     assert everyone.startswith("failed: ") and everyone != "failed: killed the sandbox"  # it could signal no one
-    assert by_name["ctypes write outside"]["result"] == "failed: AssertionError"  # open() was refused
+    assert by_name["ctypes write outside"]["result"] == "failed: RuntimeError"
+    assert by_name["ctypes write outside"]["detail"] == "refused"  # the file system said no
     assert all(results[p.task_id]["passed"] for p in canonical)
     assert summary["solved"] == len(canonical)
     assert sorted(p.name for p in decoy.rglob("*")) == ["a.txt", "b.txt", "nested"]
