@@ -151,7 +151,7 @@ def run_command(
     echo "def quicksort(a):" | zoo run codellama-7b -
     zoo run --weights ./my-llama "Once upon a time"
     """
-    from codellama_zoo.config import GenerateConfig
+    from codellama_zoo.config import GenerateConfig, structure
     from codellama_zoo.errors import UsageError
     from codellama_zoo.inference import Model
     from codellama_zoo.loading import load_language_model, place, plan, require_capability
@@ -170,7 +170,7 @@ def run_command(
         spec = get_registry().model(model)
         require_capability(spec.name, spec.capabilities, "infill" if infill else "chat")
     options = {k: (tuple(v) if k == "stop" else v) for k, v in knobs.items()}
-    check_config(GenerateConfig(**options))  # a bad --top-p fails now, not after loading
+    check_config(structure(options, GenerateConfig, source="options"))  # a bad --top-p fails now, not after loading
     text = _read_prompt(prompt, prompt_file)  # None: chat reads stdin turn by turn, completion reads it whole
     if infill and prefix is None and suffix is None:
         if text is None and not sys.stdin.isatty():
