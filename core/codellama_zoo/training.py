@@ -372,7 +372,8 @@ def run_training(cfg: TrainConfig, *, stop_after: int | None = None, quiet: bool
 @click.option("--run-mode", type=click.Choice(["train", "finetune"]), default=None,
               help="train from scratch, or finetune from load_checkpoint (overrides run_mode).")
 @click.option("--stop-after", type=int, default=None, metavar="STEPS",
-              help="Stop (with a checkpoint) after this many optimizer steps; resume later with resume_training.")
+              help="Stop (with a checkpoint) at this optimizer step, counted from the run's start; "
+                   "continue later with --set resume_training=true.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_command(
     config: Path, overrides: tuple[str, ...], run_mode: str | None, stop_after: int | None, quiet: bool

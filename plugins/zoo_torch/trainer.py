@@ -322,8 +322,12 @@ def _train(cfg: TrainConfig, stop_after: int | None, quiet: bool,
             log.flush()
 
     def save_checkpoint(at: int) -> Path | None:
-        if not main:
-            return None
+        saved = _save_checkpoint(at) if main else None
+        if world > 1:
+            torch.distributed.barrier()  # no rank runs ahead of (or resumes from) a half-written checkpoint
+        return saved
+
+    def _save_checkpoint(at: int) -> Path:
         epoch, in_epoch = plan.position(at)
         payload = {
             "model": unwrap(model).state_dict(),
