@@ -337,8 +337,14 @@ class Server:
 
     def _watch(self, pid: int, out_r: int, res_r: int, deadline: float, max_output: int) -> dict[str, Any]:
         selector = selectors.DefaultSelector()
-        pidfd = os.pidfd_open(pid)
-        for fd in (out_r, res_r, pidfd):
+        pidfd: int | None = None  # without one (kernels before 5.3), poll waitpid instead
+        if not os.environ.get("ZOO_SANDBOX_NO_PIDFD"):
+            try:
+                pidfd = os.pidfd_open(pid)  # readable when the child exits
+            except (AttributeError, OSError):
+                pass
+        watched = [fd for fd in (out_r, res_r, pidfd) if fd is not None]
+        for fd in watched:
             os.set_blocking(fd, False)
             selector.register(fd, selectors.EVENT_READ)
         output, result_bytes = bytearray(), bytearray()
@@ -354,7 +360,15 @@ class Server:
                     break
                 # Once the child is gone, grandchildren may still hold the
                 # pipes open: drain briefly and stop.
-                events = selector.select(remaining if status is None else min(remaining, 0.05))
+                wait = remaining if status is None else min(remaining, 0.05)
+                if pidfd is None and status is None:
+                    wait = min(wait, 0.005)
+                events = selector.select(wait)
+                if pidfd is None and status is None:
+                    reaped, code = os.waitpid(pid, os.WNOHANG)
+                    if reaped:
+                        status = code
+                        continue
                 if not events and status is not None:
                     break
                 for key, _ in events:
@@ -378,7 +392,7 @@ class Server:
                         result_bytes += data
         finally:
             selector.close()
-            for fd in (out_r, res_r, pidfd):
+            for fd in watched:
                 os.close(fd)
         if status is None:
             self._kill_group(pid)
