@@ -82,14 +82,7 @@ def heldout_loss(weights: Path, windows: Sequence[Sequence[int]], batch: int = B
     import torch
     import torch.nn.functional as F
 
-    from zoo_torch.checkpoints import load_state_dict, read_config
-    from zoo_torch.model import Transformer
-
-    config = read_config(weights)
-    state, _ = load_state_dict(weights, config)
-    model = Transformer(config, device="cpu", dtype=torch.float32)
-    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-    model.eval()
+    model = load_torch_model(weights)
     total, count = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(windows), batch):
@@ -193,6 +186,39 @@ def infill_exact_match(model: Any, tasks: Sequence[InfillTask], with_context: bo
     return hits / len(tasks)
 
 
+def load_torch_model(weights: Path) -> Any:
+    """The checkpoint in ``weights`` as an fp32 :class:`zoo_torch.model.Transformer` (for teacher-forced scoring)."""
+    import torch
+
+    from zoo_torch.checkpoints import load_state_dict, read_config
+    from zoo_torch.model import Transformer
+
+    config = read_config(weights)
+    state, _ = load_state_dict(weights, config)
+    model = Transformer(config, device="cpu", dtype=torch.float32)
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    return model.eval()
+
+
+def infill_token_accuracy(network: Any, model: Any, tasks: Sequence[InfillTask], with_context: bool = True) -> float:
+    """Teacher-forced share of the removed line's tokens (and ``<EOT>``) that are the model's top choice."""
+    import torch
+
+    tok = model.tokenizer
+    hits, total = 0, 0
+    with torch.no_grad():
+        for task in tasks:
+            prefix = _clip(tok, task.prefix, PREFIX_TOKENS, keep_end=True) if with_context else ""
+            suffix = _clip(tok, task.suffix, SUFFIX_TOKENS, keep_end=False) if with_context else "\n"
+            prompt, _ = model.encode_infill(prefix, suffix)
+            target = [*tok.encode_nospace(task.middle), tok.require("eot")]
+            ids = torch.tensor([prompt + target[:-1]], dtype=torch.long)
+            predicted = network(ids)[0, len(prompt) - 1 :].argmax(-1).tolist()
+            hits += sum(int(p == t) for p, t in zip(predicted, target, strict=True))
+            total += len(target)
+    return hits / max(total, 1)
+
+
 def most_common_line_baseline(tasks: Sequence[InfillTask], train_root: Path | None = None) -> float:
     """Exact match of always answering the most frequent body line of the training functions."""
     from zoo_datasets.docstrings import iter_examples
@@ -286,6 +312,7 @@ def evaluate_model(name: str, *, weights: Path | None = None, limit: int | None 
     tasks = infill_tasks(sources, limit)
     prompts = completion_prompts(sources)
     rate, _ = parse_rate(model, prompts)
+    network = load_torch_model(path)
     return {
         "model": spec.name,
         "heldout_files": len(sources),
@@ -298,6 +325,8 @@ def evaluate_model(name: str, *, weights: Path | None = None, limit: int | None 
         "infill_exact_match": round(infill_exact_match(model, tasks, with_context=True), 4),
         "infill_exact_match_no_context": round(infill_exact_match(model, tasks, with_context=False), 4),
         "infill_exact_match_most_common_line": round(most_common_line_baseline(tasks), 4),
+        "infill_token_accuracy": round(infill_token_accuracy(network, model, tasks, with_context=True), 4),
+        "infill_token_accuracy_no_context": round(infill_token_accuracy(network, model, tasks, with_context=False), 4),
         "completion_prompts": len(prompts),
         "completion_parse_rate": round(rate, 4),
     }
