@@ -106,6 +106,7 @@ class ParallelConfig:
     use_seq_parallel: bool = False
     vocab_emb_dp: bool = True
     gradient_aggregation_group: int = attrs.field(default=4, validator=_positive)
+    optimizer_shard: bool = False  # shard weights/grads/optimizer over data parallel (torch: FSDP2 fully_shard)
 
     @property
     def world_size(self) -> int:
