@@ -99,6 +99,7 @@ def generate_completions(
     options = options or GenerationOptions()
     samples_path = Path(samples_path)
     work, existing = _pending(problems, samples_path, n_samples)
+    work.sort(key=lambda item: len(problems[item[0]].prompt))  # similar lengths batch with little padding
     total = existing + len(work)
     with Appender(samples_path) as out:
         bar = progress_bar(total, existing, "generating", quiet)
@@ -124,6 +125,25 @@ def generate_completions(
     return len(work)
 
 
+def _infill_batch(model: Any, pairs: list[tuple[str, str]], kwargs: dict[str, Any]) -> list[str]:
+    """Infill several (prefix, suffix) pairs, in one batch when the model object allows it.
+
+    ``codellama_zoo``'s ``Model.infill`` takes one pair; its ``encode_infill``,
+    ``settings`` and ``decoder`` let the same prompts run as one left-padded
+    batch. Any other object is asked pair by pair.
+    """
+    parts = [getattr(model, name, None) for name in ("encode_infill", "settings", "decoder")]
+    if len(pairs) > 1 and all(callable(part) for part in parts) and hasattr(model, "lm"):
+        encode, settings, decoder = parts
+        encoded = [encode(prefix, suffix) for prefix, suffix in pairs]
+        stop_ids = encoded[0][1]
+        results = decoder(settings(**kwargs)).generate(
+            model.lm, model.tokenizer, [ids for ids, _ in encoded], stop_ids=stop_ids
+        )
+        return [result.text for result in results]
+    return [model.infill(prefix, suffix, **_accepted(model.infill, kwargs)) for prefix, suffix in pairs]
+
+
 def generate_infills(
     model: Any,
     problems: Mapping[str, Problem],
@@ -133,24 +153,31 @@ def generate_infills(
     options: GenerationOptions | None = None,
     quiet: bool = False,
 ) -> int:
-    """Fill each problem's middle ``n_samples`` times into ``samples_path``; returns how many were new."""
+    """Fill each problem's middle ``n_samples`` times into ``samples_path``; returns how many were new.
+
+    Batches of ``options.batch_size`` are appended as soon as they are done.
+    """
     options = options or GenerationOptions()
     samples_path = Path(samples_path)
     work, existing = _pending(problems, samples_path, n_samples)
+    work.sort(key=lambda item: len(problems[item[0]].prompt) + len(problems[item[0]].suffix or ""))
     with Appender(samples_path) as out:
         bar = progress_bar(existing + len(work), existing, "infilling", quiet)
         try:
-            for position, (task_id, number) in enumerate(work):
-                problem = problems[task_id]
-                kwargs = _decoding(options, options.seed + existing + position)
-                text = model.infill(problem.prompt, problem.suffix or "", **_accepted(model.infill, kwargs))
-                out.write({
-                    "task_id": task_id,
-                    "sample": number,
-                    "completion": postprocess_infill(text, split),
-                    "raw": text,
-                })
-                bar.update()
+            for start in range(0, len(work), options.batch_size):
+                batch = work[start : start + options.batch_size]
+                pairs = [(problems[t].prompt, problems[t].suffix or "") for t, _ in batch]
+                texts = _infill_batch(model, pairs, _decoding(options, options.seed + existing + start))
+                if len(texts) != len(pairs):
+                    raise UsageError(f"the model returned {len(texts)} infills for {len(pairs)} prompts")
+                for (task_id, number), text in zip(batch, texts, strict=True):
+                    out.write({
+                        "task_id": task_id,
+                        "sample": number,
+                        "completion": postprocess_infill(text, split),
+                        "raw": text,
+                    })
+                bar.update(len(batch))
         finally:
             bar.close()
     return len(work)
