@@ -132,7 +132,7 @@ def _infill_batch(model: Any, pairs: list[tuple[str, str]], kwargs: dict[str, An
     ``settings`` and ``decoder`` let the same prompts run as one left-padded
     batch. Any other object is asked pair by pair.
     """
-    parts = [getattr(model, name, None) for name in ("encode_infill", "settings", "decoder")]
+    parts: list[Any] = [getattr(model, name, None) for name in ("encode_infill", "settings", "decoder")]
     if len(pairs) > 1 and all(callable(part) for part in parts) and hasattr(model, "lm"):
         encode, settings, decoder = parts
         encoded = [encode(prefix, suffix) for prefix, suffix in pairs]

@@ -172,8 +172,10 @@ class SandboxProcess:
             self._restart()
             return self.run(program, limits)
         deadline = time.monotonic() + limits.timeout + SERVER_GRACE
-        started = self._read_event(deadline)
-        done = self._read_event(deadline) if started is not None else None
+        started: dict[str, Any] | None = None
+        done = self._read_event(deadline)
+        if done is not None and done.get("event") == "start":  # else the server failed before forking
+            started, done = done, self._read_event(deadline)
         if done is not None and done.get("event") == "done":
             return Outcome(
                 result=str(done["result"]),
