@@ -1,4 +1,4 @@
-"""``zoo mindspore split|merge``: tensor-parallel checkpoints like the seed's ``transform_ckpt.py``.
+"""``zoo mindspore split|merge|bench``: tensor-parallel checkpoints (the seed's ``transform_ckpt.py``) and a benchmark.
 
 ``split`` reads any checkpoint ``zoo`` can detect (HF, Meta, MindSpore) and
 writes ``DST/rank_R/`` shards for ``--model-parallel`` ranks; ``merge`` joins
@@ -15,7 +15,7 @@ import click
 
 @click.group("mindspore")
 def mindspore_group() -> None:
-    """MindSpore tools: split or merge tensor-parallel checkpoints."""
+    """MindSpore tools: split or merge tensor-parallel checkpoints, benchmark decode."""
 
 
 _FORMAT = click.option(
@@ -60,3 +60,32 @@ def merge_command(src: Path, dst: Path, kind: str, dtype: str | None) -> None:
     require_mindspore()
     file = merge_checkpoint(src, dst, kind, dtype)
     click.echo(f"wrote {file}")
+
+
+@mindspore_group.command("bench")
+@click.option("--config", "which", type=click.Choice(["micro", "small", "7b-2l", "all"]), default="small",
+              show_default=True, help="A `zoo bench` configuration.")
+@click.option("--threads", type=int, default=None, help="CPU threads for both backends (default: torch's).")
+@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--prompt-len", type=int, default=None, help="Prompt length (default per config).")
+@click.option("--new-tokens", type=int, default=None, help="Decoded tokens (default per config).")
+@click.option("--repeats", type=int, default=3, show_default=True, help="Best of N timings.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the results here.")
+def bench_command(which: str, threads: int | None, batch: int, prompt_len: int | None, new_tokens: int | None,
+                  repeats: int, json_path: Path | None) -> None:
+    """Decode tokens/s of the MindSpore backend (compiled) vs the PyTorch backend, same weights."""
+    import json
+
+    from codellama_zoo.errors import BackendUnavailableError
+    from codellama_zoo.registry import get_registry
+    from zoo_mindspore.backend import require_mindspore
+
+    require_mindspore()
+    if "torch" not in get_registry().backends or not get_registry().backends.get("torch").is_available():
+        raise BackendUnavailableError("the benchmark compares against the torch backend, which is not available")
+    from zoo_mindspore.bench import run_bench
+
+    results = run_bench(which, threads, batch, prompt_len, new_tokens, repeats, echo=click.echo)
+    if json_path is not None:
+        json_path.write_text(json.dumps(results, indent=2))
