@@ -97,7 +97,7 @@ def execute_samples(
 
     with Appender(results_path) as out, SandboxPool(workers, limits, preload) as pool:
         bar = progress_bar(len(samples), len(done), "executing", quiet)
-        solved_bar: Counter[str] = Counter(r["result"] for r in done.values())
+        tally: Counter[str] = Counter(r["result"] for r in done.values())
         try:
             jobs = ((s.index, problems[s.task_id].program(s.completion)) for s in todo)
             for index, outcome in pool.run_all(jobs):
@@ -114,8 +114,8 @@ def execute_samples(
                 }
                 out.write(record)
                 done[index] = record
-                solved_bar[outcome.result] += 1
-                bar.set_postfix(passed=solved_bar["passed"], refresh=False)
+                tally[outcome.result] += 1
+                bar.set_postfix(passed=tally["passed"], refresh=False)
                 bar.update()
                 if on_result is not None:
                     on_result(record)
