@@ -14,7 +14,7 @@ from codellama_zoo.registry import get_registry
 from codellama_zoo.specs import DatasetSpec
 from zoo_datasets.storage import DatasetWriter
 
-_RESERVED = {"path", "records", "documents_iter", "tokenizer", "seq_length", "stats", "problems"}
+_RESERVED = {"tokenizer", "seq_length", "stats"}  # passed by prepare() itself, never options
 
 
 def _accepted(fn: Callable[..., Any] | None) -> dict[str, inspect.Parameter]:
