@@ -88,7 +88,8 @@ def save_sharded(parallel: ParallelModel, path: str | Path, optimizer: Any = Non
     dcp.save(state, checkpoint_id=str(out))
     if dist.get_rank() == 0:
         plan = parallel.plan
-        _write_info(out, parallel.module.config, {"dp": plan.dp, "mp": plan.mp, "pp": plan.pp})
+        module = getattr(parallel.module, "module", parallel.module)  # under DDP, the wrapped model
+        _write_info(out, module.config, {"dp": plan.dp, "mp": plan.mp, "pp": plan.pp})
     dist.barrier()
     return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -96,17 +97,20 @@ def _launch_train(command: click.Command, values: dict[str, Any], options: Any) 
     cfg = load_train_config(values["config"], values.get("overrides") or (), values.get("run_mode"))
     plan = plan_from_config(cfg.parallel_config)
     validate_plan(plan, cfg.model_config.llama_config(), options.world_size, seq_length=cfg.model_config.seq_length)
-    if plan.mp > 1 or plan.pp > 1 or plan.dp_mode != "ddp":
-        # The torch trainer's loop shards data by global rank and checkpoints from rank 0, which is
-        # right for data parallel only; other layouts run through zoo_parallel.engine (see docs).
-        raise UsageError(
-            f"`zoo train --nproc` runs the torch trainer with data parallel (DDP) only; this config asks for "
-            f"{plan.describe()}. Set model_parallel: 1 and pipeline_stage: 1, or drive the layout from Python "
-            "with zoo_parallel.engine.parallelize() and ParallelModel.train_step()"
-        )
     if options.node_rank == 0:
         click.echo(f"zoo: training on {options.world_size} processes: {plan.describe()}", err=True)
-    logs = launch(["cli", "train", *rebuild_args(command, values)], options)
+    if plan.mp == 1 and plan.pp == 1 and plan.dp_mode == "ddp":
+        # Plain data parallel: the backend's own trainer, which wraps the model in DDP.
+        worker = ["cli", "train", *rebuild_args(command, values)]
+    else:
+        if cfg.backend not in ("torch", "auto"):
+            raise UsageError(f"model/pipeline parallel and FSDP run on the torch backend; this config has backend: "
+                             f"{cfg.backend}")
+        payload = {"config": str(Path(values["config"]).absolute()), "overrides": list(values.get("overrides") or ()),
+                   "run_mode": values.get("run_mode"), "stop_after": values.get("stop_after"),
+                   "quiet": bool(values.get("quiet"))}
+        worker = ["call", "zoo_parallel.train_loop:train_worker", json.dumps(payload)]
+    logs = launch(worker, options)
     if logs is not None and options.node_rank == 0:
         click.echo(f"zoo: per-rank logs in {logs}", err=True)
 

@@ -100,62 +100,84 @@ class ParallelModel:
             raise UsageError("a pipeline-parallel model has no single forward; use train_step()")
         return self.module(tokens)
 
-    def _global_count(self, labels: Tensor) -> Tensor:
+    def count_targets(self, labels_per_micro_step: list[Tensor]) -> float:
+        """Target tokens of one optimizer step over every replica (the loss normaliser)."""
         import torch
         import torch.distributed as dist
 
-        count = (labels != IGNORE_INDEX).sum().to(torch.float64)
+        count = sum((labels != IGNORE_INDEX).sum().to(torch.float64) for labels in labels_per_micro_step)
+        count = torch.as_tensor(count, dtype=torch.float64, device=self.device)
         dist.all_reduce(count, group=self.mesh["dp"].get_group())
         if count.item() == 0:
             raise ConfigError("the batch has no target tokens (every label is -100)")
-        return count
+        return float(count.item())
 
-    def train_step(self, tokens: Tensor, labels: Tensor) -> float:
-        """Forward and backward on this replica's rows; returns the global mean loss (every rank).
+    def train_step(self, tokens: Tensor, labels: Tensor, *, total_targets: float | None = None,
+                   autocast_dtype: Any = None, sync: bool = True) -> float:
+        """Forward and backward on this replica's rows; returns its share of the global mean loss.
 
         ``tokens`` and ``labels`` (B_local, T): ``labels[b, t]`` is the target of
-        position t (``-100`` = ignored). Gradients are left in ``.grad`` for the
-        optimizer, already averaged across data-parallel replicas.
+        position t (``-100`` = ignored). Gradients are added to ``.grad`` for the
+        optimizer, already averaged across data-parallel replicas. The loss is
+        normalised by ``total_targets`` (default: this batch's targets over all
+        replicas); pass :meth:`count_targets` of every micro step when
+        accumulating gradients, and the returned values sum to the step's mean
+        loss. The same value is returned on every rank. ``sync=False`` skips
+        the data-parallel gradient reduction (all micro steps but the last).
         """
+        import contextlib
+
         import torch
         import torch.distributed as dist
         import torch.nn.functional as F
 
         tokens, labels = tokens.to(self.device), labels.to(self.device)
-        total = self._global_count(labels)
+        total = torch.tensor(total_targets if total_targets is not None else self.count_targets([labels]),
+                             dtype=torch.float64)
         dp = self.plan.dp
+        autocast = (torch.autocast(torch.device(self.device).type, dtype=autocast_dtype)
+                    if autocast_dtype is not None else contextlib.nullcontext())
         if self.schedule is None:
-            logits = self.module(tokens)
-            ce_sum = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
-            (ce_sum * (dp / total).to(ce_sum.dtype)).backward()
+            no_sync = getattr(self.module, "no_sync", None)  # DDP
+            set_sync = getattr(self.module, "set_requires_gradient_sync", None)  # FSDP2
+            if set_sync is not None:
+                set_sync(sync)
+            with autocast, (no_sync() if no_sync is not None and not sync else contextlib.nullcontext()):
+                logits = self.module(tokens)
+                ce_sum = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX,
+                                         reduction="sum")
+                (ce_sum * float(dp / total.item())).backward()
             local = ce_sum.detach().to(torch.float64)
         else:
             micro = self.plan.micro_batch_num
             self._loss_scale = float(dp * micro / total.item())
             losses: list[Tensor] = []
-            if self.is_first_stage:
-                self.schedule.step(tokens)
-            elif self.is_last_stage:
-                self.schedule.step(target=labels, losses=losses)
-            else:
-                self.schedule.step()
+            with autocast:
+                if self.is_first_stage:
+                    self.schedule.step(tokens)
+                elif self.is_last_stage:
+                    self.schedule.step(target=labels, losses=losses)
+                else:
+                    self.schedule.step()
             if self.is_last_stage:
                 local = torch.stack([loss.detach() for loss in losses]).sum().to(torch.float64) / self._loss_scale
             else:
                 local = torch.zeros((), dtype=torch.float64, device=self.device)
             dist.all_reduce(local, group=self.mesh["pp"].get_group())  # only the last stage holds losses
-        if self.manual_grad_sync:
+        if self.manual_grad_sync and sync:
             from zoo_parallel.data_parallel import allreduce_gradients
 
             allreduce_gradients(self.parameters(), self.mesh["dp"], self.plan.gradient_aggregation_group)
         dist.all_reduce(local, group=self.mesh["dp"].get_group())
         return float(local.item() / total.item())
 
+
     def pipeline_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         """The per-micro-batch loss the pipeline schedule backpropagates (scaled so grads sum right)."""
         import torch.nn.functional as F
 
-        ce_sum = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
+        ce_sum = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX,
+                                 reduction="sum")
         return ce_sum * self._loss_scale
 
     def clip_grad_norm_(self, max_norm: float) -> float:
