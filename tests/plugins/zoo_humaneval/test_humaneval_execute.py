@@ -155,3 +155,15 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert "not found in" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(cli, ["eval", "execute", str(path), "--k", "one"])
     assert result.exit_code == 2 and "--k must be comma-separated" in result.output
+
+
+def test_gzipped_samples_are_read(tmp_path: Path, problems: dict) -> None:
+    import gzip
+
+    path = tmp_path / "samples.jsonl.gz"
+    with gzip.open(path, "wt") as handle:
+        for problem in list(problems.values())[:3]:
+            handle.write(json.dumps({"task_id": problem.task_id, "completion": problem.canonical_solution}) + "\n")
+    summary = execute_samples(path, problems, workers=2, quiet=True)
+    assert summary["solved"] == 3
+    assert (tmp_path / "samples.jsonl.gz_results.jsonl").exists()
