@@ -88,7 +88,7 @@ def save_sharded(parallel: ParallelModel, path: str | Path, optimizer: Any = Non
     dcp.save(state, checkpoint_id=str(out))
     if dist.get_rank() == 0:
         plan = parallel.plan
-        module = getattr(parallel.module, "module", parallel.module)  # under DDP, the wrapped model
+        module: Any = getattr(parallel.module, "module", parallel.module)  # under DDP, the wrapped model
         _write_info(out, module.config, {"dp": plan.dp, "mp": plan.mp, "pp": plan.pp})
     dist.barrier()
     return out

@@ -36,7 +36,7 @@ def apply_ddp(module: nn.Module, dp_mesh: DeviceMesh, groups: int, device: Any) 
     )
 
 
-def apply_fsdp(module: nn.Module, dp_mesh: DeviceMesh) -> nn.Module:
+def apply_fsdp(module: Any, dp_mesh: DeviceMesh) -> nn.Module:
     """Shard every transformer block, then the rest (embedding, norm, head), over ``dp``."""
     from torch.distributed.fsdp import fully_shard
 

@@ -224,7 +224,7 @@ class ParallelModel:
         return merged
 
 
-def parallelize(model: nn.Module, plan: ParallelPlan, *, device: Any = None, mesh: Any = None,
+def parallelize(model: Any, plan: ParallelPlan, *, device: Any = None, mesh: Any = None,
                 batch_size: int | None = None, seq_length: int | None = None,
                 src_data_rank: int | None = 0) -> ParallelModel:
     """Lay ``model`` (a ``zoo_torch`` Transformer on every rank) out as ``plan`` says.
@@ -244,7 +244,7 @@ def parallelize(model: nn.Module, plan: ParallelPlan, *, device: Any = None, mes
         if device.type == "meta":
             device = torch.device("cpu")
     mesh = mesh if mesh is not None else build_mesh(plan, device)
-    module: nn.Module = model
+    module: Any = model
     stage_index = int(mesh["pp"].get_local_rank())
     if plan.pp > 1:
         from zoo_parallel.pipeline import build_stage_module

@@ -22,7 +22,7 @@ def stage_layer_range(n_layers: int, pp: int, stage: int) -> range:
     return range(stage * per_stage, (stage + 1) * per_stage)
 
 
-def build_stage_module(model: nn.Module, pp: int, stage: int) -> nn.Module:
+def build_stage_module(model: Any, pp: int, stage: int) -> nn.Module:
     """The part of ``model`` that pipeline stage ``stage`` of ``pp`` runs; other layers are dropped."""
     import torch
     from torch import nn
@@ -37,11 +37,12 @@ def build_stage_module(model: nn.Module, pp: int, stage: int) -> nn.Module:
             self.config = model.config
             self.stage, self.num_stages = stage, pp
             self.layer_ids = list(stage_layer_range(model.config.n_layers, pp, stage))
-            self.tok_embeddings = model.tok_embeddings if stage == 0 else None
+            self.tok_embeddings: Any = model.tok_embeddings if stage == 0 else None
             self.layers = nn.ModuleDict({str(i): model.layers[i] for i in self.layer_ids})
             last = stage == pp - 1
-            self.norm = model.norm if last else None
-            self.output = model.output if last else None
+            self.norm: Any = model.norm if last else None
+            self.output: Any = model.output if last else None
+            self.inv_freq: Any
             self.register_buffer("inv_freq", model.inv_freq, persistent=False)
             # Set by the engine under tensor + sequence parallel: activations travel between
             # stages as each rank's local slice of the sequence, (B, T/mp, C).

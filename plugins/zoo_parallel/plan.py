@@ -6,6 +6,7 @@ rejected before any process starts, with the numbers in the message.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -91,7 +92,7 @@ def plan_from_config(parallel_config: Any, dp_mode: str | None = None) -> Parall
         micro_batch_num=_positive_int("micro_batch_num", _get(parallel_config, "micro_batch_num", 1)),
         seq_parallel=bool(_get(parallel_config, "use_seq_parallel", False)),
         vocab_parallel=not bool(_get(parallel_config, "vocab_emb_dp", True)),
-        dp_mode=mode,
+        dp_mode=typing.cast(DataParallelMode, mode),
         gradient_aggregation_group=groups,
     )
 

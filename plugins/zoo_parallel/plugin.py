@@ -10,6 +10,9 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import click
 
 from codellama_zoo import hookimpl
@@ -45,8 +48,8 @@ def _detect_dcp(path: object) -> bool:
     return detect(Path(str(path)))
 
 
-def _lazy(name: str) -> object:
-    def call(*args: object, **kwargs: object) -> object:
+def _lazy(name: str) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
         from zoo_parallel import checkpoint
 
         return getattr(checkpoint, name)(*args, **kwargs)

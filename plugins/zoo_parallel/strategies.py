@@ -34,7 +34,8 @@ def plan_for(strategy: str, parallel_config: Any, world_size: int) -> ParallelPl
     layout = {"dp": 1, "mp": 1, "pp": 1, dim: world_size}
     if dim == "pp" and plan.micro_batch_num < world_size:
         layout["micro_batch_num"] = world_size
-    return attrs.evolve(plan, **layout, **fields)
+    changes: dict[str, Any] = {**layout, **fields}
+    return attrs.evolve(plan, **changes)
 
 
 def make_validate(strategy: str) -> Any:

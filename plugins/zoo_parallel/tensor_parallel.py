@@ -127,7 +127,7 @@ def top_plan(seq_parallel: bool, vocab_parallel: bool) -> dict[str, Any]:
     return plan
 
 
-def apply_tensor_parallel(model: nn.Module, mesh: DeviceMesh, plan: ParallelPlan, *, src_data_rank: int | None = 0) -> nn.Module:
+def apply_tensor_parallel(model: Any, mesh: DeviceMesh, plan: ParallelPlan, *, src_data_rank: int | None = 0) -> nn.Module:
     """Shard ``model`` (a ``zoo_torch`` Transformer or a pipeline stage of one) over ``mesh`` in place.
 
     ``src_data_rank=None`` takes each rank's slice from its own full copy of
@@ -155,6 +155,6 @@ def apply_tensor_parallel(model: nn.Module, mesh: DeviceMesh, plan: ParallelPlan
     return model
 
 
-def _blocks(model: nn.Module) -> list[nn.Module]:
+def _blocks(model: Any) -> list[Any]:
     layers = model.layers
     return list(layers.values()) if hasattr(layers, "values") else list(layers)
