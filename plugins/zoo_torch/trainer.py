@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -383,7 +385,9 @@ def _train(cfg: TrainConfig, stop_after: int | None, quiet: bool,
             emit({"step": step, "eval_loss": eval_loss})
         if checkpoint is None or not checkpoint.name.endswith(f"{step:08d}"):
             checkpoint = save_checkpoint(step) or checkpoint
-        weights = _export(unwrap(model), output / "weights") if main and step >= total_steps else None
+        weights = None
+        if main and step >= total_steps:
+            weights = _export(unwrap(model), output / "weights", cfg.train_dataset.data_loader.dataset_dir)
     finally:
         bar.close()
         if log is not None:
@@ -392,13 +396,24 @@ def _train(cfg: TrainConfig, stop_after: int | None, quiet: bool,
                        checkpoint, weights, metrics_file)
 
 
-def _export(model: nn.Module, path: Path) -> Path | None:
-    """The trained weights as a ``zoo`` checkpoint that ``zoo run --weights`` loads."""
+def _export(model: nn.Module, path: Path, dataset_dir: str) -> Path | None:
+    """The trained weights as a ``zoo`` checkpoint that ``zoo run --weights`` loads.
+
+    The tokenizer the training data was prepared with (named in its
+    metadata) is copied beside the weights, so the folder is self-contained.
+    """
     from codellama_zoo.registry import get_registry
 
     if "zoo" not in get_registry().checkpoint_formats:
         return None
+    from zoo_datasets.storage import read_meta
     from zoo_torch.checkpoints import save_checkpoint
 
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return save_checkpoint(state, model.config, path, "zoo", overwrite=True)  # type: ignore[arg-type]
+    out = save_checkpoint(state, model.config, path, "zoo", overwrite=True)  # type: ignore[arg-type]
+    tokenizer = (read_meta(dataset_dir).get("tokenizer") or {}).get("path")
+    if tokenizer and Path(tokenizer).is_file():
+        tmp = out / ".tokenizer.model.tmp"
+        shutil.copyfile(tokenizer, tmp)
+        os.replace(tmp, out / "tokenizer.model")
+    return out

@@ -72,6 +72,7 @@ def test_tiny_model_learns_real_code(data: dict[str, Path], tmp_path: Path) -> N
     # the exported weights are a zoo checkpoint that loads back into the same model
     from zoo_torch.checkpoints import load_state_dict
 
+    assert (result.weights / "tokenizer.model").read_bytes() == data["tokenizer"].read_bytes()
     state, config = load_state_dict(result.weights)
     assert config.vocab_size == 512 and config.dim == 64
     saved = torch.load(result.checkpoint / "state.pt", weights_only=False)["model"]

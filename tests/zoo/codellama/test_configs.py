@@ -114,7 +114,10 @@ def test_tiny_configs_run_here(tmp_path: Path, llama2_tokenizer_model: Path, mon
     ):
         result = runner.invoke(cli, args)
         assert result.exit_code == 0, (args, result.output)
-    assert (tmp_path / "output" / "pretrain_tiny" / "weights" / "config.json").is_file()
+    weights = tmp_path / "output" / "pretrain_tiny" / "weights"
+    assert (weights / "config.json").is_file() and (weights / "tokenizer.model").is_file()
+    generated = runner.invoke(cli, ["run", "--weights", str(weights), "--max-new-tokens", "4", "def"])
+    assert generated.exit_code == 0, generated.output  # the trained folder is a runnable checkpoint
     metrics = [json.loads(line) for line in (tmp_path / "output" / "finetune_tiny" / "metrics.jsonl").open()]
     assert [m["step"] for m in metrics if "eval_loss" in m] == [0, 2, 4]
     assert "trained 4/4 steps" in result.output
