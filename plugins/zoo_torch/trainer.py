@@ -355,8 +355,9 @@ def _train(cfg: TrainConfig, stop_after: int | None, quiet: bool,
     tokens_done = 0
     checkpoint: Path | None = None
     window_tokens, window_start = 0, time.perf_counter()
+    stop = _GracefulStop()
     try:
-        while step < end:
+        while step < end and not stop.requested:
             epoch, in_epoch = plan.position(step)
             stats = train_step(model, optimizer, schedule, data, plan.micro_batches(epoch, in_epoch), ctx)
             step += 1
@@ -389,11 +390,39 @@ def _train(cfg: TrainConfig, stop_after: int | None, quiet: bool,
         if main and step >= total_steps:
             weights = _export(unwrap(model), output / "weights", cfg.train_dataset.data_loader.dataset_dir)
     finally:
+        stop.restore()
         bar.close()
         if log is not None:
             log.close()
     return TrainResult(step, total_steps, tokens_done, first_loss, last_loss, initial_eval, eval_loss, output,
                        checkpoint, weights, metrics_file)
+
+
+class _GracefulStop:
+    """First Ctrl-C: finish the current step, checkpoint and return; a second one interrupts at once."""
+
+    def __init__(self) -> None:
+        import signal
+        import threading
+
+        self.requested = False
+        self._previous: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        import signal
+
+        self.requested = True
+        print("\nzoo: stopping after this step (checkpoint follows); press Ctrl-C again to abort", file=sys.stderr)
+        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+
+    def restore(self) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 def _export(model: nn.Module, path: Path, dataset_dir: str) -> Path | None:
