@@ -43,16 +43,16 @@ def test_resolve(tmp_path: Path) -> None:
         train_checkpoint.resolve(str(tmp_path / "nowhere"), tmp_path)
 
 
-def test_ctrl_c_finishes_the_step_and_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctrl_c_finishes_the_step_and_checkpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, llama2_tokenizer_model: Path
+) -> None:
     from train_fixtures import EVAL_TREE, SEQ, tiny_config
 
     from zoo_datasets.prepare import prepare
     from zoo_datasets.tokenizer import SentencePieceTokenizer
 
-    model = Path(__file__).resolve().parents[3].parent / "shared" / "assets" / "llama2-tokenizer" / "tokenizer.model"
-    if not model.exists():
-        pytest.skip("shared Llama 2 tokenizer not found")
-    prepare("code", input=EVAL_TREE / "scanner.py", tokenizer=SentencePieceTokenizer(model), seq_length=SEQ,
+    tok = SentencePieceTokenizer(llama2_tokenizer_model)
+    prepare("code", input=EVAL_TREE / "scanner.py", tokenizer=tok, seq_length=SEQ,
             output=tmp_path / "d", progress=False)
     real_step = trainer.train_step
     calls = []
