@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import attrs
 import click
 
 from codellama_zoo import hookimpl
@@ -23,40 +24,36 @@ _SOURCE = "trained by codellama-zoo: zoo/zoo_codelet/configs/*.yaml, `make defau
 
 
 def codelet_specs() -> list[ModelSpec]:
-    common = {
-        "family": FAMILY,
-        "size": SIZE,
-        "config": CODELET_CONFIG,
-        "tokenizer": "sentencepiece",
-        "infill_formats": ("infill-psm", "infill-spm"),
-        "context_length": SEQ_LENGTH,
-        "published_params": CODELET_CONFIG.param_count() / 1e9,
-        "source": _SOURCE,
-    }
-    return [
-        ModelSpec(
-            name=BASE_NAME,
-            variant="base",
-            aliases=("codelet", "zoo-codelet"),
-            prompt_format="completion",
-            capabilities=frozenset({"completion", "infill"}),
-            description="zoo-codelet 5M (not Code Llama): Code Llama architecture, pretrained with FIM on the "
-            "Python standard library; the default model",
-            weights=functools.partial(shipped_weights, BASE_NAME),
-            **common,
-        ),
-        ModelSpec(
-            name=INSTRUCT_NAME,
-            variant="instruct",
-            aliases=("codelet-instruct",),
-            prompt_format="codellama-instruct",
-            capabilities=frozenset({"completion", "infill", "chat"}),
-            description="zoo-codelet 5M Instruct (not Code Llama): the base model finetuned on docstring → "
-            "function pairs from the standard library; [INST] chat",
-            weights=functools.partial(shipped_weights, INSTRUCT_NAME),
-            **common,
-        ),
-    ]
+    base = ModelSpec(
+        name=BASE_NAME,
+        family=FAMILY,
+        size=SIZE,
+        variant="base",
+        config=CODELET_CONFIG,
+        aliases=("codelet", "zoo-codelet"),
+        tokenizer="sentencepiece",
+        prompt_format="completion",
+        infill_formats=("infill-psm", "infill-spm"),
+        capabilities=frozenset({"completion", "infill"}),
+        context_length=SEQ_LENGTH,
+        published_params=CODELET_CONFIG.param_count() / 1e9,
+        description="zoo-codelet 5M (not Code Llama): Code Llama architecture, pretrained with FIM on the "
+        "Python standard library",
+        weights=functools.partial(shipped_weights, BASE_NAME),
+        source=_SOURCE,
+    )
+    instruct = attrs.evolve(
+        base,
+        name=INSTRUCT_NAME,
+        variant="instruct",
+        aliases=("codelet-instruct",),
+        prompt_format="codellama-instruct",
+        capabilities=frozenset({"completion", "infill", "chat"}),
+        description="zoo-codelet 5M Instruct (not Code Llama): the base model finetuned on docstring → "
+        "function pairs from the standard library; [INST] chat; the default model of `zoo run`",
+        weights=functools.partial(shipped_weights, INSTRUCT_NAME),
+    )
+    return [base, instruct]
 
 
 @hookimpl
