@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from codellama_zoo.specs import LlamaConfig
 log = logging.getLogger(__name__)
 
 DTYPES = ("fp32", "fp16", "bf16")
+PYNATIVE_ENV = "ZOO_MINDSPORE_PYNATIVE"
 DEVICE_TARGETS = {"cpu": "CPU", "ascend": "Ascend", "gpu": "GPU"}
 
 
@@ -137,15 +139,18 @@ def load_model(
     device: str = "cpu",
     dtype: str = "fp32",
     attention: str = "auto",
-    compiled: bool = True,
+    compiled: bool | None = None,
     seed: int = 0,
 ) -> Any:
     """A :class:`~codellama_zoo.runtime.LanguageModel` on MindSpore.
 
     ``weights_dir`` None gives seeded random weights (benchmarks, smoke tests).
-    ``compiled=False`` runs PyNative with blocking launches, for debugging.
+    ``compiled=False`` (or ``ZOO_MINDSPORE_PYNATIVE=1``) runs PyNative with
+    blocking launches, for debugging.
     """
     require_mindspore()
+    if compiled is None:
+        compiled = os.environ.get(PYNATIVE_ENV) != "1"
     kind = set_device(device)
     check_dtype(dtype, kind)
     attention_name, kernel = resolve_attention(attention, kind)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import attrs
 import numpy as np
 
 from codellama_zoo.errors import UsageError, WeightsError
@@ -111,7 +112,7 @@ def read_config(path: Path) -> LlamaConfig | None:
     if not params.exists():
         return None
     data = json.loads(params.read_text())
-    fields = {f.name for f in LlamaConfig.__attrs_attrs__ if f.init}  # type: ignore[attr-defined]
+    fields = {f.name for f in attrs.fields(LlamaConfig) if f.init}
     return LlamaConfig(**{key: value for key, value in data.items() if key in fields})
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,7 @@ def split_state(state: Mapping[str, Stored], mp: int, config: LlamaConfig | None
     return shards
 
 
-def merge_states(shards: list[Mapping[str, Stored]]) -> dict[str, Stored]:
+def merge_states(shards: Sequence[Mapping[str, Stored]]) -> dict[str, Stored]:
     if not shards:
         raise WeightsError("no shards to merge")
     names = list(shards[0])

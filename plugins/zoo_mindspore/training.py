@@ -199,11 +199,23 @@ def lr_schedule(cfg: TrainConfig, total_steps: int) -> np.ndarray:
 
 
 # -- model and step ---------------------------------------------------------------------
-def build_model(cfg: TrainConfig, config: LlamaConfig, dtype: str) -> Any:
+def build_model(cfg: TrainConfig, config: LlamaConfig, dtype: str, kind: str) -> Any:
     from zoo_mindspore import weights
+    from zoo_mindspore.backend import resolve_attention
     from zoo_mindspore.model import Transformer
 
     model = Transformer(config, dtype=dtype)
+    wanted = cfg.model_config.attention
+    if cfg.model_config.use_flash_attention and wanted == "auto":
+        wanted = "flash"
+    from codellama_zoo.registry import get_registry
+
+    if wanted != "auto" and f"mindspore/{wanted}" not in get_registry().attention:
+        log.warning("mindspore: model_config.attention %r is a PyTorch kernel; using auto", wanted)
+        wanted = "auto"
+    _, kernel = resolve_attention(wanted, kind)
+    if kernel is not None:
+        model.set_attention(kernel)
     if cfg.load_checkpoint:
         from zoo_mindspore.backend import read_state
 
@@ -375,7 +387,7 @@ def _run(cfg: TrainConfig, config: LlamaConfig, plan: Any, kind: str, dtype: str
     if cfg.do_eval and cfg.eval_dataset is not None and cfg.eval_dataset.data_loader.dataset_dir:
         eval_data = Samples(cfg.eval_dataset, cfg.model_config.seq_length, "eval_dataset")
 
-    model = build_model(cfg, config, dtype)
+    model = build_model(cfg, config, dtype, kind)
     model = parallel.apply(model, plan)
     model.set_train(True)
     rates = lr_schedule(cfg, total_steps)
@@ -429,15 +441,15 @@ def _run(cfg: TrainConfig, config: LlamaConfig, plan: Any, kind: str, dtype: str
             checkpoint = save_training_checkpoint(output, step, model, optimizer, config, keep)
     bar.close()
     if eval_data is not None:
-        total = count = 0
+        eval_total, eval_count = 0.0, 0
         limit = cfg.trainer.eval_batches
         for index, start in enumerate(range(0, len(eval_data) - runner.batch_size + 1, runner.batch_size)):
             if 0 <= limit <= index:
                 break
             tokens, targets = eval_data.batch(np.arange(start, start + runner.batch_size))
-            total += float(steps.loss_sum(ms.Tensor(tokens), ms.Tensor(targets)).asnumpy())
-            count += int((targets != IGNORE_INDEX).sum())
-        eval_loss = total / max(count, 1)
+            eval_total += float(steps.loss_sum(ms.Tensor(tokens), ms.Tensor(targets)).asnumpy())
+            eval_count += int((targets != IGNORE_INDEX).sum())
+        eval_loss = eval_total / max(eval_count, 1)
         records.append({"step": step, "eval_loss": eval_loss})
     digest = weights_digest(model)
     weights_dir = None
