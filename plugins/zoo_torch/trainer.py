@@ -212,6 +212,11 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: War
         optimizer.step()
     lr = schedule.current
     schedule.step()
+    _, world = rank_and_world()
+    if world > 1:  # report the global batch's loss, not this rank's share
+        both = torch.tensor([total * norm, float(count)], dtype=torch.float64, device=ctx.device)
+        torch.distributed.all_reduce(both)
+        total, count = float(both[0] / max(float(both[1]), 1.0)), int(both[1])
     tokens_in = sum(int(t.numel()) for t, _ in batches)
     return {"loss": total, "lr": lr, "grad_norm": grad_norm, "tokens": tokens_in, "targets": count}
 
