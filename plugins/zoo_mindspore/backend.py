@@ -83,7 +83,7 @@ def check_dtype(dtype: str, kind: str) -> None:
 
 
 def resolve_attention(name: str, kind: str) -> tuple[str, Any]:
-    """(chosen name, kernel) for ``name`` (or ``auto``) on a device kind, logging fallbacks."""
+    """(chosen name, kernel) for ``name`` (or ``auto``) on a device kind; logs every better kernel passed over."""
     from codellama_zoo.registry import get_registry
 
     registry = get_registry()
@@ -91,20 +91,26 @@ def resolve_attention(name: str, kind: str) -> tuple[str, Any]:
         (spec for spec in registry.attention if spec.backend == "mindspore"), key=lambda s: -s.priority
     )
     if name == "auto":
-        for spec in candidates:
-            if spec.is_available(kind):
-                return spec.name, spec.factory() if spec.factory else None
-            log.info(
-                "mindspore: attention %r is not available on %s (%s); falling back", spec.name, kind, spec.unavailable_reason(kind)
+        usable = [spec for spec in candidates if spec.is_available(kind)]
+        if not usable:
+            raise BackendUnavailableError(f"no MindSpore attention implementation is available on {kind}")
+        spec = usable[0]
+    else:
+        spec = registry.attention_for("mindspore", name)
+        if not spec.is_available(kind):
+            usable_names = [s.name for s in candidates if s.is_available(kind)]
+            raise BackendUnavailableError(
+                f"attention {name!r} is not available on {kind}: {spec.unavailable_reason(kind)}; "
+                f"use one of {', '.join(usable_names)} or auto"
             )
-        raise BackendUnavailableError(f"no MindSpore attention implementation is available on {kind}")
-    spec = registry.attention_for("mindspore", name)
-    if not spec.is_available(kind):
-        usable = [s.name for s in candidates if s.is_available(kind)]
-        raise BackendUnavailableError(
-            f"attention {name!r} is not available on {kind}: {spec.unavailable_reason(kind)}; "
-            f"use one of {', '.join(usable)} or auto"
-        )
+    for better in candidates:
+        if better.priority <= spec.priority:
+            break
+        if not better.is_available(kind):
+            log.info(
+                "mindspore: attention %r is not available on %s (%s); falling back to %r",
+                better.name, kind, better.unavailable_reason(kind), spec.name,
+            )
     return spec.name, spec.factory() if spec.factory else None
 
 
@@ -154,8 +160,6 @@ def load_model(
     kind = set_device(device)
     check_dtype(dtype, kind)
     attention_name, kernel = resolve_attention(attention, kind)
-    if attention == "auto" and attention_name != "flash":
-        log.info("mindspore: using %r attention on %s", attention_name, kind)
 
     from zoo_mindspore import weights
     from zoo_mindspore.model import Transformer

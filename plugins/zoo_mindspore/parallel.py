@@ -130,7 +130,7 @@ def apply(model: Any, plan: ParallelPlan) -> Any:
     per_stage = model.config.n_layers // plan.pipeline_stage
     for index, layer in enumerate(model.layers):
         for name in COLUMN + ROW:
-            owner = layer.attention if name.startswith("w") and name in ("wq", "wk", "wv", "wo") else layer.feed_forward
+            owner = layer.attention if name in ("wq", "wk", "wv", "wo") else layer.feed_forward
             dense = getattr(owner, name)
             dense.matmul.shard(strategies["column" if name in COLUMN else "row"])
         if plan.pipeline_stage > 1:

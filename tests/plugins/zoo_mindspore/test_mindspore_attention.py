@@ -39,6 +39,11 @@ def test_auto_falls_back_to_math_on_cpu_and_says_so(caplog: pytest.LogCaptureFix
         lm = load_model(tiny("7b", n_layers=1), None, device="cpu", dtype="fp32", attention="auto")
     assert lm.attention == "math" and lm.backend == "mindspore" and lm.device == "cpu"
     assert "'flash' is not available on cpu" in caplog.text and "Ascend" in caplog.text
+    assert "falling back to 'math'" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="zoo_mindspore"):  # `zoo run` resolves auto itself, then asks for math
+        load_model(tiny("7b", n_layers=1), None, device="cpu", dtype="fp32", attention="math")
+    assert "falling back to 'math'" in caplog.text
 
 
 def test_asking_for_flash_on_cpu_is_a_clear_error() -> None:

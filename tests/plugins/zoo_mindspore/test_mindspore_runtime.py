@@ -44,6 +44,22 @@ def test_pynative_debug_path_and_fp16_agree_with_compiled_fp32(monkeypatch: pyte
         np.testing.assert_allclose(ours, ref, atol=2e-2, rtol=0)
 
 
+def test_prefill_in_two_chunks_equals_one_prefill() -> None:
+    from zoo_mindspore.backend import load_model
+
+    lm = load_model(CONFIG, None, device="cpu", dtype="fp32", seed=2)
+    ids = np.random.default_rng(1).integers(3, CONFIG.vocab_size, (2, 9))
+    ones = np.ones_like(ids)
+    lm.start(2, 12)
+    whole = lm.prefill(ids, ones)
+    after = lm.decode(whole.argmax(-1))
+    lm.start(2, 12)
+    lm.prefill(ids[:, :5], ones[:, :5])
+    chunked = lm.prefill(ids[:, 5:], ones[:, 5:])
+    np.testing.assert_allclose(chunked, whole, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(lm.decode(whole.argmax(-1)), after, atol=1e-5, rtol=0)
+
+
 def test_shapes_are_bucketed_so_graphs_are_reused() -> None:
     from zoo_mindspore.runner import cache_length, prefill_bucket
 

@@ -168,6 +168,20 @@ def test_parallel_layouts_are_validated_and_mapped_for_ascend() -> None:
     assert parallel.shard_strategies(mp_plan) == {"column": ((2, 1), (2, 1)), "row": ((2, 2), (1, 2))}
 
 
+def test_semi_auto_plan_attaches_megatron_shards_and_stages() -> None:
+    from zoo_mindspore import parallel
+    from zoo_mindspore.model import Transformer
+
+    model = Transformer(tiny("7b", n_layers=4))
+    layout = ParallelConfig(data_parallel=1, model_parallel=2, pipeline_stage=2, micro_batch_num=2)
+    parallel.apply(model, parallel.validate(layout, model.config, "ascend", device_count=4, batch_size=2))
+    first, last = model.layers[0], model.layers[3]
+    assert first.attention.wq.matmul.in_strategy == ((1, 1), (2, 1))  # column parallel
+    assert first.feed_forward.w2.matmul.in_strategy == ((1, 2), (1, 2))  # row parallel
+    assert model.output.matmul.in_strategy == ((1, 1), (2, 1))
+    assert (first.pipeline_stage, last.pipeline_stage, model.output.pipeline_stage) == (0, 1, 1)
+
+
 def attrs_evolve(value: Any, **changes: Any) -> Any:
     import attrs
 
