@@ -172,6 +172,35 @@ class ParallelModel:
         return float(local.item() / total.item())
 
 
+    def eval_sums(self, tokens: Tensor, labels: Tensor) -> tuple[float, float]:
+        """``(summed loss, target count)`` of this batch over every replica, without gradients."""
+        import torch
+        import torch.distributed as dist
+        import torch.nn.functional as F
+
+        tokens, labels = tokens.to(self.device), labels.to(self.device)
+        count = (labels != IGNORE_INDEX).sum().to(torch.float64)
+        if self.schedule is None:
+            with torch.no_grad():
+                logits = self.module(tokens)
+                ce_sum = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX,
+                                         reduction="sum").to(torch.float64)
+        else:
+            self._loss_scale = 1.0
+            losses: list[Tensor] = []
+            if self.is_first_stage:
+                self.schedule.eval(tokens)
+            elif self.is_last_stage:
+                self.schedule.eval(target=labels, losses=losses)
+            else:
+                self.schedule.eval()
+            ce_sum = (torch.stack([loss.detach() for loss in losses]).sum().to(torch.float64) if self.is_last_stage
+                      else torch.zeros((), dtype=torch.float64, device=self.device))
+            dist.all_reduce(ce_sum, group=self.mesh["pp"].get_group())
+        sums = torch.stack([ce_sum.to(self.device), count.to(self.device)])
+        dist.all_reduce(sums, group=self.mesh["dp"].get_group())
+        return float(sums[0].item()), float(sums[1].item())
+
     def pipeline_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         """The per-micro-batch loss the pipeline schedule backpropagates (scaled so grads sum right)."""
         import torch.nn.functional as F

@@ -45,6 +45,27 @@ def replica_batches(order: Any, step_in_epoch: int, per_replica: int, accumulati
     return [mine[i] for i in range(accumulation)]
 
 
+def evaluate(parallel: Any, data: Any, per_replica: int, max_batches: int = -1) -> float:
+    """Mean loss per target token of ``data`` (its first ``max_batches`` global batches), every rank."""
+    import numpy as np
+
+    dp, dp_rank = parallel.plan.dp, parallel.dp_rank
+    usable = (len(data) // (per_replica * dp)) * per_replica * dp  # whole global batches: every rank steps together
+    if usable == 0:
+        raise UsageError(f"the eval dataset has {len(data)} samples, fewer than one global batch of {per_replica * dp}")
+    was_training = parallel.module.training
+    parallel.module.eval()
+    total = count = 0.0
+    for b, start in enumerate(range(0, usable, per_replica * dp)):
+        if 0 <= max_batches <= b:
+            break
+        rows = np.arange(start + dp_rank * per_replica, start + (dp_rank + 1) * per_replica)
+        loss_sum, targets = parallel.eval_sums(*data.batch(rows))
+        total, count = total + loss_sum, count + targets
+    parallel.module.train(was_training)
+    return total / max(count, 1.0)
+
+
 def _checkpoint_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.glob("step_*") if (p / STEP_STATE).is_file())
 
@@ -73,6 +94,9 @@ def train_parallel(cfg: Any, *, stop_after: int | None = None, quiet: bool = Fal
     per_replica = runner.batch_size * (plan.micro_batch_num if plan.pp > 1 else 1)
     accumulation = runner.gradient_accumulation_steps
     data = SampleArrays(cfg.train_dataset, mc.seq_length, "train_dataset")
+    eval_data = None
+    if cfg.do_eval and cfg.eval_dataset is not None and cfg.eval_dataset.data_loader.dataset_dir:
+        eval_data = SampleArrays(cfg.eval_dataset, mc.seq_length, "eval_dataset")
     global_batch = per_replica * accumulation * plan.dp
     steps_per_epoch = len(data) // global_batch
     if steps_per_epoch == 0:
@@ -124,6 +148,15 @@ def train_parallel(cfg: Any, *, stop_after: int | None = None, quiet: bool = Fal
 
     bar = tqdm(total=total_steps, initial=step, desc=f"train {plan.describe()}", unit="step",
                disable=not (main and not quiet and cfg.trainer.progress and sys.stderr.isatty()), file=sys.stderr)
+    def emit(record: dict[str, Any]) -> None:
+        if log is not None:
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+
+    initial_eval = eval_loss = None
+    if eval_data is not None and step == 0:
+        initial_eval = evaluate(parallel, eval_data, per_replica, cfg.trainer.eval_batches)
+        emit({"step": 0, "eval_loss": initial_eval})
     first_loss = last_loss = None
     tokens_done = 0
     checkpoint: Path | None = None
@@ -156,27 +189,49 @@ def train_parallel(cfg: Any, *, stop_after: int | None = None, quiet: bool = Fal
             elapsed = time.perf_counter() - window_start
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
-            if log is not None and (step % cfg.trainer.log_interval == 0 or step == end):
-                log.write(json.dumps({"step": step, "epoch": epoch, "loss": loss, "lr": lr, "grad_norm": grad_norm,
-                                      "tokens": tokens_done, "tokens_per_s": round(window_tokens / max(elapsed, 1e-9), 1),
-                                      "layout": plan.describe()}) + "\n")
-                log.flush()
+            if step % cfg.trainer.log_interval == 0 or step == end:
+                emit({"step": step, "epoch": epoch, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                      "tokens": tokens_done, "tokens_per_s": round(window_tokens / max(elapsed, 1e-9), 1),
+                      "layout": plan.describe()})
                 window_start, window_tokens = time.perf_counter(), 0
+            if eval_data is not None and cfg.eval_step_interval > 0 and step % cfg.eval_step_interval == 0:
+                eval_loss = evaluate(parallel, eval_data, per_replica, cfg.trainer.eval_batches)
+                emit({"step": step, "eval_loss": eval_loss})
             if save_every and step % save_every == 0:
                 checkpoint = save(step)
+        if eval_data is not None and (eval_loss is None or cfg.eval_step_interval <= 0
+                                      or step % cfg.eval_step_interval):
+            eval_loss = evaluate(parallel, eval_data, per_replica, cfg.trainer.eval_batches)
+            emit({"step": step, "eval_loss": eval_loss})
         if checkpoint is None or not checkpoint.name.endswith(f"{step:08d}"):
             checkpoint = save(step)
         weights = None
         if step >= total_steps:
             if main:
                 weights = merge_checkpoint(checkpoint, output / "weights", to="zoo", overwrite=True)
+                _copy_tokenizer(cfg.train_dataset.data_loader.dataset_dir, weights)
             dist.barrier()
     finally:
         bar.close()
         if log is not None:
             log.close()
-    return trainer.TrainResult(step, total_steps, tokens_done, first_loss, last_loss, None, None, output,
+    return trainer.TrainResult(step, total_steps, tokens_done, first_loss, last_loss, initial_eval, eval_loss, output,
                                checkpoint, weights, output / cfg.trainer.metrics_file)
+
+
+def _copy_tokenizer(dataset_dir: str, weights: Path) -> None:
+    """Put the tokenizer the data was prepared with beside the weights (as the zoo_torch trainer does)."""
+    import os
+    import shutil
+
+    from zoo_datasets.storage import read_meta
+
+    tokenizer = read_meta(dataset_dir).get("tokenizer")
+    path = tokenizer.get("path") if isinstance(tokenizer, dict) else None
+    if path and Path(path).is_file():
+        tmp = weights / ".tokenizer.model.tmp"
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, weights / "tokenizer.model")
 
 
 def train_worker(config: str, overrides: list[str], run_mode: str | None = None, stop_after: int | None = None,

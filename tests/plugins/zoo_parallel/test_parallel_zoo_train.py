@@ -26,7 +26,7 @@ def _dataset(path: Path, count: int = 48, seq: int = 32) -> Path:
     from zoo_datasets.storage import DatasetWriter
 
     rng = np.random.default_rng(0)
-    with DatasetWriter(path, ("numpy",), {"dataset": "random", "seq_length": seq, "tokenizer": "none"}) as writer:
+    with DatasetWriter(path, ("numpy",), {"dataset": "random", "seq_length": seq}) as writer:
         for _ in range(count):
             writer.write({"input_ids": rng.integers(3, 32000, seq + 1).astype(np.int32)})
     return path
@@ -38,11 +38,13 @@ def _train(tmp: Path, name: str, data: Path, extra: list[str], steps: int = 3,
     cmd = [sys.executable, "-m", "codellama_zoo.cli", "train", str(CONFIG), "--quiet",
            "--set", f"train_dataset.data_loader.dataset_dir={data}", "--set", f"output_dir={out}",
            "--set", f"runner_config.max_steps={steps}", "--set", "model_config.seq_length=32",
-           "--set", "trainer.log_interval=1", "--set", "optimizer.eps=1e-6", *extra]
+           "--set", "trainer.log_interval=1", "--set", "optimizer.eps=1e-6",
+           "--set", "do_eval=true", "--set", f"eval_dataset.data_loader.dataset_dir={data}",
+           "--set", "eval_dataset.data_loader.shuffle=false", *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()
-              if "loss" in json.loads(line)]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r] + [r["eval_loss"] for r in records if "eval_loss" in r]
     if not expect_weights:
         return losses, {}
     from zoo_torch.checkpoints import load_state_dict
@@ -74,9 +76,10 @@ def test_zoo_train_nproc_matches_one_process(tmp_path: Path, layout: str) -> Non
     single_args, parallel_args = LAYOUTS[layout]
     ref_losses, ref_weights = _train(tmp_path, "single", data, single_args)
     losses, weights = _train(tmp_path, layout, data, parallel_args)
-    assert len(losses) == len(ref_losses) == 3
-    if not layout.startswith("ddp"):  # the zoo_torch trainer logs rank 0's own half-batch loss under DDP
-        assert losses == pytest.approx(ref_losses, rel=1e-5)
+    assert len(losses) == len(ref_losses) == 5  # 3 training losses, eval loss before and after
+    if layout.startswith("ddp"):  # the zoo_torch trainer logs rank 0's own half-batch loss under DDP
+        losses, ref_losses = losses[3:], ref_losses[3:]
+    assert losses == pytest.approx(ref_losses, rel=1e-5)
     assert ref_weights.keys() == weights.keys()
     gap = max(float((weights[k] - ref_weights[k]).abs().max()) for k in ref_weights)
     assert gap < 1e-4, gap
