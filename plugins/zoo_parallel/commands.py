@@ -61,6 +61,49 @@ def add_distributed_options(command: click.Command, kind: str) -> None:
     setattr(command, _WRAPPED, True)
 
 
+def add_convert_options(command: click.Command) -> None:
+    """``zoo convert --merge`` (sharded -> one checkpoint) and ``--split mp=N`` (one -> mp=N shards)."""
+    if getattr(command, _WRAPPED, False) or command.callback is None:
+        return
+    original = command.callback
+    for param in command.params:
+        if param.name == "to":
+            param.required = False  # --merge / --split choose it
+    command.params.extend([
+        click.Option(["--merge"], is_flag=True,
+                     help="SRC is a sharded torch.distributed.checkpoint folder: merge it into one checkpoint "
+                          "(--to defaults to zoo)."),
+        click.Option(["--split"], metavar="mp=N", default=None,
+                     help="Shard SRC for model_parallel=N: a torch.distributed.checkpoint folder (--to dcp)."),
+    ])
+
+    @functools.wraps(original)
+    def callback(**values: Any) -> Any:
+        merge, split = values.pop("merge"), values.pop("split")
+        if merge and split:
+            raise UsageError("--merge and --split go in opposite directions; pass one of them")
+        if split is not None:
+            key, _, number = split.partition("=")
+            if key.strip() != "mp" or not number.strip().isdigit() or int(number) < 1:
+                raise UsageError(f"--split {split!r}: expected mp=N with N a positive integer, e.g. --split mp=2")
+            if values.get("to") not in (None, "dcp"):
+                raise UsageError(f"--split writes the dcp format; drop --to {values['to']}")
+            values["to"], values["shards"] = "dcp", int(number)
+        if merge:
+            from zoo_parallel.checkpoint import detect
+
+            if not detect(Path(values["src"])):
+                raise UsageError(f"--merge: {values['src']} is not a sharded checkpoint (no .metadata and "
+                                 "zoo_parallel.json); it may already be a single checkpoint")
+            values["to"] = values.get("to") or "zoo"
+        if values.get("to") is None:
+            raise UsageError("missing --to FORMAT (or --merge / --split mp=N)")
+        return original(**values)
+
+    command.callback = callback
+    setattr(command, _WRAPPED, True)
+
+
 def rebuild_args(command: click.Command, values: dict[str, Any]) -> list[str]:
     """The command line that gives ``command`` these parameter values (for the workers)."""
     options: list[str] = []

@@ -3,7 +3,8 @@
 ``zoo train`` and ``zoo run`` (defined by other plugins / the core) gain
 ``--nproc/--nnodes/--node-rank/--master-addr/--master-port`` here, through
 ``register_commands``: with more than one process the command is relaunched
-under ``torch.distributed.run``, one copy per rank. ``zoo parallel`` adds
+under ``torch.distributed.run``, one copy per rank. ``zoo convert`` gains
+``--merge`` and ``--split mp=N`` for sharded checkpoints. ``zoo parallel`` adds
 ``plan`` (check a layout), ``merge`` and ``split`` (sharded checkpoints).
 Nothing here imports torch.
 """
@@ -72,10 +73,13 @@ def register_checkpoint_formats(register: Register) -> None:
 
 @hookimpl(trylast=True)  # after the plugins that define `zoo run`
 def register_commands(cli: click.Group) -> None:
-    from zoo_parallel.commands import add_distributed_options, parallel_group
+    from zoo_parallel.commands import add_convert_options, add_distributed_options, parallel_group
 
     cli.add_command(parallel_group)
     for name in ("train", "run"):
         command = cli.commands.get(name)
         if command is not None:
             add_distributed_options(command, name)
+    convert = cli.commands.get("convert")
+    if convert is not None:
+        add_convert_options(convert)

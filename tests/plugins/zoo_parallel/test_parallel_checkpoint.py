@@ -40,16 +40,25 @@ def test_mp2_training_checkpoint_merges_into_a_single_process_model(tmp_path: Pa
     assert torch.equal(_logits(merged), expected)
 
 
-def test_split_then_merge_is_bit_exact(tmp_path: Path) -> None:
+def test_zoo_convert_split_then_merge_is_bit_exact(tmp_path: Path) -> None:
     from zoo_torch.checkpoints import load_state_dict, save_checkpoint
 
     config = tiny_config()
     model = build_model(config, seed=3)
     full = save_checkpoint({k: v.detach() for k, v in model.state_dict().items()}, config, tmp_path / "full", "zoo")
-    sharded = split_checkpoint(full, tmp_path / "mp2", mp=2, timeout=120)
+    from click.testing import CliRunner
+
+    from codellama_zoo.cli import cli
+
+    runner = CliRunner()
+    split = runner.invoke(cli, ["convert", str(full), str(tmp_path / "mp2"), "--split", "mp=2", "--quiet"])
+    assert split.exit_code == 0, split.output
+    sharded = tmp_path / "mp2"
     sizes = [p.stat().st_size for p in sorted(sharded.glob("*.distcp"))]
     assert len(sizes) == 2 and min(sizes) > 0.25 * sum(sizes)  # each rank wrote its own half of the shards
-    merged = merge_checkpoint(sharded, tmp_path / "merged")
+    merge = runner.invoke(cli, ["convert", str(sharded), str(tmp_path / "merged"), "--merge", "--quiet"])
+    assert merge.exit_code == 0, merge.output
+    merged = tmp_path / "merged"
     original, _ = load_state_dict(full)
     back, _ = load_state_dict(merged)
     assert original.keys() == back.keys()
@@ -66,3 +75,6 @@ def test_split_refuses_an_impossible_layout(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="n_kv_heads=2 is not divisible by model_parallel=4"):
         split_checkpoint(full, tmp_path / "mp4", mp=4)
     assert not (tmp_path / "mp4").exists()
+    split_checkpoint(full, tmp_path / "mp1", mp=1)  # one rank: every tensor whole in one file
+    assert [p.name for p in (tmp_path / "mp1").glob("*.distcp")] == ["__0_0.distcp"]
+    assert merge_checkpoint(tmp_path / "mp1", tmp_path / "back").is_dir()
