@@ -131,6 +131,7 @@ def train_parallel(cfg: Any, *, stop_after: int | None = None, quiet: bool = Fal
         path = ckpt_root / f"step_{at:08d}"
         save_sharded(parallel, path, optimizer)
         if main:
+            _copy_tokenizer(cfg.train_dataset.data_loader.dataset_dir, path)  # `zoo run --weights` reads it
             (path / STEP_STATE).write_text(json.dumps({
                 "step": at, "schedule": schedule.state_dict(), "total_steps": total_steps,
                 "samples_seen": at * global_batch, "layout": plan.describe(),
