@@ -79,3 +79,28 @@ def test_worker_command_lines_rebuild_every_option() -> None:
     assert any(p.name == "nproc" for p in train.params)
     if "run" in cli.commands:
         assert any(p.name == "nproc" for p in cli.commands["run"].params)
+
+
+@pytest.mark.slow
+def test_zoo_run_nproc_prints_the_single_process_text_once(tmp_path: Path, llama2_tokenizer_model: Path) -> None:
+    import shutil
+
+    import attrs
+
+    from codellama_zoo.registry import get_registry
+    from zoo_torch.checkpoints import save_checkpoint
+
+    config = attrs.evolve(get_registry().model("codellama-7b").config, dim=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                          multiple_of=32)
+    weights = save_checkpoint(build_model(config, seed=11).state_dict(), config, tmp_path / "w", "zoo")
+    shutil.copyfile(llama2_tokenizer_model, weights / "tokenizer.model")
+    base = [sys.executable, "-m", "codellama_zoo.cli", "run", "--weights", str(weights), "def fibonacci(n):",
+            "--max-new-tokens", "12", "--device", "cpu", "-q"]
+    single = subprocess.run(base, capture_output=True, text=True, timeout=200, cwd=tmp_path)
+    assert single.returncode == 0, single.stderr[-2000:]
+    tp = subprocess.run([*base, "--nproc", "2", "--log-dir", str(tmp_path / "logs")], capture_output=True, text=True,
+                        timeout=300, cwd=tmp_path)
+    assert tp.returncode == 0, tp.stderr[-2000:]
+    assert single.stdout.strip() and tp.stdout == single.stdout  # same greedy text, printed by rank 0 only
+    rank1 = next((tmp_path / "logs").glob("*/attempt_0/1/stdout.log"))
+    assert rank1.read_text() == single.stdout  # rank 1 generated the same text into its own log
