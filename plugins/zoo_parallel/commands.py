@@ -138,6 +138,11 @@ def _launch_train(command: click.Command, values: dict[str, Any], options: Any) 
 
     # Refuse a bad layout here, before any worker starts.
     cfg = load_train_config(values["config"], values.get("overrides") or (), values.get("run_mode"))
+    if cfg.backend not in ("torch", "auto"):
+        raise UsageError(
+            f"--nproc starts torch.distributed workers, but this config trains with backend: {cfg.backend}; drop "
+            "--nproc (MindSpore starts its own workers from parallel_config) or set backend: torch"
+        )
     plan = plan_from_config(cfg.parallel_config)
     validate_plan(plan, cfg.model_config.llama_config(), options.world_size, seq_length=cfg.model_config.seq_length)
     if options.node_rank == 0:
@@ -146,9 +151,6 @@ def _launch_train(command: click.Command, values: dict[str, Any], options: Any) 
         # Plain data parallel: the backend's own trainer, which wraps the model in DDP.
         worker = ["cli", "train", *rebuild_args(command, values)]
     else:
-        if cfg.backend not in ("torch", "auto"):
-            raise UsageError(f"model/pipeline parallel and FSDP run on the torch backend; this config has backend: "
-                             f"{cfg.backend}")
         payload = {"config": str(Path(values["config"]).absolute()), "overrides": list(values.get("overrides") or ()),
                    "run_mode": values.get("run_mode"), "stop_after": values.get("stop_after"),
                    "quiet": bool(values.get("quiet"))}

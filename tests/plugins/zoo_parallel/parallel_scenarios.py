@@ -166,3 +166,25 @@ def tensor_parallel_generation(weights_dir: str, new_tokens: int = 8) -> dict[st
     local_heads = tp.model.layers[0].attention.n_heads
     return {"max_logit_gap": float(np.abs(ref_logits - tp_logits).max()), "ref_tokens": ref_tokens,
             "tp_tokens": tp_tokens, "local_heads": local_heads}
+
+
+def report_plugins(out_dir: str) -> None:
+    """Each rank writes what it sees: its rank, the plugins loaded and the strategies registered."""
+    import json
+    from pathlib import Path
+
+    import torch.distributed as dist
+
+    from codellama_zoo.plugins import get_plugin_manager
+    from codellama_zoo.registry import get_registry
+
+    rank = dist.get_rank()
+    seen = {
+        "rank": rank,
+        "world": dist.get_world_size(),
+        "backend": dist.get_backend(),
+        "plugins": [info.name for info in get_plugin_manager().plugin_infos()],
+        "strategies": get_registry().parallel_strategies.names(),
+    }
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(seen))
+    dist.barrier()

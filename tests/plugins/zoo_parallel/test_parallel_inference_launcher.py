@@ -52,6 +52,24 @@ def test_a_worker_that_raises_stops_the_job_fast_with_its_rank_and_error(tmp_pat
     assert list(tmp_path.glob("*/attempt_0/1/stderr.log"))  # per-rank logs were written
 
 
+def test_every_worker_joins_the_group_and_loads_the_plugins(tmp_path: Path) -> None:
+    from zoo_parallel.launcher import LaunchOptions, launch
+
+    env = {"PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    saved = os.environ.get("PYTHONPATH")
+    try:
+        logs = launch(["call", "parallel_scenarios:report_plugins", json.dumps({"out_dir": str(tmp_path)})],
+                      LaunchOptions(nproc=2, log_dir=str(tmp_path / "logs"), timeout_s=120), env=env)
+    finally:
+        assert os.environ.get("PYTHONPATH") == saved  # the launcher restores its environment
+    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    for rank, report in enumerate(reports):
+        assert report["rank"] == rank and report["world"] == 2 and report["backend"] == "gloo"
+        assert "zoo_parallel.plugin" in report["plugins"] and "zoo_torch.plugin" in report["plugins"]
+        assert "torch/auto" in report["strategies"] and "torch/pipeline" in report["strategies"]
+    assert logs is not None and (logs / "attempt_0" / "1" / "stderr.log").is_file()
+
+
 def test_zoo_train_refuses_a_bad_layout_before_starting_workers(tmp_path: Path) -> None:
     config = tmp_path / "train.yaml"
     config.write_text(
