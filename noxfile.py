@@ -37,3 +37,10 @@ def typecheck(session: nox.Session) -> None:
     """mypy over the three source roots (mypy_path = core:plugins:zoo)."""
     _install(session, "all,dev")
     session.run("mypy", *ROOTS)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """`zoo bench`: our torch model vs transformers (small and 7B-shaped 2-layer configs); args pass through."""
+    _install(session, "torch,test")
+    session.run("zoo", "bench", *session.posargs)

@@ -41,8 +41,10 @@ def bench_configs() -> dict[str, tuple[LlamaConfig, int, int]]:
     return {
         # smoke-test size: per-token overhead is everything
         "micro": (attrs.evolve(base, dim=64, n_layers=2, n_heads=4, vocab_size=512, multiple_of=32), 8, 8),
-        # a small Code Llama-shaped model (7B's head dim 128, theta 1e6, vocab 32016): overhead-dominated
-        "small": (attrs.evolve(base, dim=512, n_layers=4, n_heads=4), 64, 64),
+        # small: the shape of the project's default model (zoo-codelet-5m: Code Llama's architecture with
+        # GQA 4:1, theta 1e6, 4k vocab); per-token overhead dominates its decode
+        "small": (attrs.evolve(base, dim=256, n_layers=4, n_heads=8, n_kv_heads=2, vocab_size=4096, multiple_of=64,
+                               max_seq_len=512), 64, 64),
         # full-width 7B (dim 4096, 32 heads, ffn 11008, vocab 32016) with 2 layers: weight-bandwidth-bound
         "7b-2l": (attrs.evolve(base, n_layers=2), 64, 32),
     }

@@ -25,6 +25,7 @@ names).
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import pickle
@@ -443,7 +444,7 @@ def _write_sharded_safetensors(tensors: dict[str, Any], path: Path, stem: str, p
     (path / f"{stem}.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
 
 
-def _read_safetensors_dir(path: Path, stem: str) -> dict[str, Any]:
+def _read_safetensors_dir(path: Path, stem: str, dtype: str | None = None) -> dict[str, Any]:
     from zoo_torch import safetensors_io
 
     index = path / f"{stem}.safetensors.index.json"
@@ -463,7 +464,7 @@ def _read_safetensors_dir(path: Path, stem: str) -> dict[str, Any]:
         file = path / fname
         if not file.is_file():
             raise WeightsError(f"{file} is listed in the index but does not exist")
-        tensors.update(safetensors_io.load_file(file))
+        tensors.update(safetensors_io.load_file(file, dtype=torch_dtype(dtype) if dtype else None))
     return tensors
 
 
@@ -481,9 +482,9 @@ def read_config_hf(path: Path) -> LlamaConfig | None:
     return config_from_hf(_read_json(cfg), str(cfg)) if cfg.is_file() else None
 
 
-def load_hf(path: Path, config: LlamaConfig | None = None) -> dict[str, Any]:
+def load_hf(path: Path, config: LlamaConfig | None = None, dtype: str | None = None) -> dict[str, Any]:
     path = Path(path)
-    sd = _from_hf_names(_read_safetensors_dir(path, "model"), str(path))
+    sd = _from_hf_names(_read_safetensors_dir(path, "model", dtype), str(path))
     return _untie(sd, path)
 
 
@@ -654,8 +655,8 @@ def read_config_zoo(path: Path) -> LlamaConfig | None:
         raise WeightsError(f"{cfg}: invalid architecture ({exc})") from None
 
 
-def load_zoo(path: Path, config: LlamaConfig | None = None) -> dict[str, Any]:
-    return _read_safetensors_dir(Path(path), "model")
+def load_zoo(path: Path, config: LlamaConfig | None = None, dtype: str | None = None) -> dict[str, Any]:
+    return _read_safetensors_dir(Path(path), "model", dtype)
 
 
 def save_zoo(state_dict: dict[str, Any], config: LlamaConfig, path: Path, *, progress: Progress = None,
@@ -742,7 +743,10 @@ def load_state_dict(path: str | Path, config: LlamaConfig | None = None, *, form
         config = spec.read_config(p) if spec.read_config is not None else None
         if config is None:
             raise WeightsError(f"{p}: no config file; pass the architecture (a model name) to load it")
-    sd = spec.load(p, config=config)
+    if dtype is not None and "dtype" in inspect.signature(spec.load).parameters:
+        sd = spec.load(p, config=config, dtype=dtype)  # the format casts while reading (lower peak memory)
+    else:
+        sd = spec.load(p, config=config)
     if check:
         check_state_dict(sd, config, str(p))
     return cast_state_dict(sd, dtype), config

@@ -309,15 +309,18 @@ class Transformer(nn.Module):
         if not self.max_batch:
             raise RuntimeError("no KV cache: call model.setup_caches(max_batch, max_seq) first")
         b, t = tokens.shape
-        if attention_mask is None:
-            valid = torch.ones(b, t, dtype=torch.bool, device=tokens.device)
+        cache_valid = self.cache_valid[:b]  # (B,S)
+        next_pos = self.next_pos[:b]  # (B,)
+        if attention_mask is None:  # every token is real (decode): no cumsum needed
+            cache_valid.index_fill_(1, input_pos, True)
+            positions = next_pos[:, None] + self.slots[:t]  # (B,T)
+            next_pos += t
         else:
             valid = attention_mask.to(device=tokens.device, dtype=torch.bool)
-        cache_valid = self.cache_valid[:b]  # (B,S)
-        cache_valid.index_copy_(1, input_pos, valid)
-        counts = valid.long()
-        positions = self.next_pos[:b, None] + counts.cumsum(-1) - counts  # (B,T)
-        self.next_pos[:b] += counts.sum(-1)
+            cache_valid.index_copy_(1, input_pos, valid)
+            counts = valid.long()
+            positions = next_pos[:, None] + counts.cumsum(-1) - counts  # (B,T)
+            next_pos += counts.sum(-1)
         slots = self.slots if kv_len is None else self.slots[:kv_len]  # (L,)
         keys_valid = cache_valid if kv_len is None else cache_valid[:, :kv_len]  # (B,L)
         causal = slots[None, :] <= input_pos[:, None]  # (T,L)

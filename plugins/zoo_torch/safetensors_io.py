@@ -63,13 +63,28 @@ def read_header(path: str | Path) -> tuple[dict[str, Any], int]:
     return header, 8 + n
 
 
-def load_file(path: str | Path, names: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
-    """Every tensor of a safetensors file (or only ``names``), as views of a memory map."""
+def load_file(path: str | Path, names: Iterable[str] | None = None,
+              dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file (or only ``names``), as views of a memory map.
+
+    With ``dtype``, floating tensors of another dtype are read one at a time with plain
+    file reads and cast, so the file's pages never all sit in memory beside the casts.
+    """
     p = Path(path)
     header, start = read_header(p)
     size = p.stat().st_size
     wanted = None if names is None else set(names)
     storage = torch.UntypedStorage.from_file(str(p), shared=False, nbytes=size) if size else None
+    reader = p.open("rb") if dtype is not None else None
+    try:
+        return _tensors(p, header, start, size, wanted, storage, dtype, reader)
+    finally:
+        if reader is not None:
+            reader.close()
+
+
+def _tensors(p: Path, header: dict[str, Any], start: int, size: int, wanted: set[str] | None,
+             storage: Any, cast: torch.dtype | None, reader: Any) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for name, info in header.items():
         if name == "__metadata__" or (wanted is not None and name not in wanted):
@@ -93,6 +108,14 @@ def load_file(path: str | Path, names: Iterable[str] | None = None) -> dict[str,
             out[name] = torch.empty(shape, dtype=dtype)
             continue
         offset = start + begin
+        if reader is not None and cast is not None and dtype.is_floating_point and dtype != cast:
+            raw = torch.empty(end - begin, dtype=torch.uint8)
+            reader.seek(offset)
+            if reader.readinto(raw.numpy().data) != end - begin:
+                raise WeightsError(f"{p}: tensor {name!r} is truncated")
+            out[name] = raw.view(dtype).view(shape).to(cast)
+            del raw
+            continue
         if offset % itemsize == 0:
             t = torch.empty(0, dtype=dtype)
             t.set_(storage, offset // itemsize, shape)  # type: ignore[call-overload]
