@@ -235,27 +235,36 @@ def most_common_line_baseline(tasks: Sequence[InfillTask], train_root: Path | No
 
 
 # -- completions that parse --------------------------------------------------
-def completion_prompts(sources: Sequence[tuple[str, str]], limit: int = 40) -> list[str]:
-    """Held-out top-level-style headers: one-line signature plus docstring, spread over the files."""
+def heldout_headers(sources: Sequence[tuple[str, str]], limit: int = 40) -> list[Any]:
+    """A fixed set of held-out documented functions (one-line signature, short docstring), spread over the files."""
     from zoo_datasets.docstrings import extract_functions
 
-    headers = []
-    for relative, text in sources:
-        for example in extract_functions(text, relative):
-            if "\n" in example.signature or len(example.docstring) > 400:
-                continue
-            doc = textwrap.indent(example.docstring.replace('"""', "'''"), "    ").lstrip()
-            headers.append(f'{example.signature}\n    """{doc}\n    """\n')
-    if len(headers) <= limit:
-        return headers
-    stride = len(headers) / limit
-    return [headers[int(i * stride)] for i in range(limit)]
+    found = [
+        example
+        for relative, text in sources
+        for example in extract_functions(text, relative)
+        if "\n" not in example.signature and len(example.docstring) <= 400
+    ]
+    if len(found) <= limit:
+        return found
+    stride = len(found) / limit
+    return [found[int(i * stride)] for i in range(limit)]
+
+
+def header_prompt(example: Any) -> str:
+    """The function's header as code: signature and docstring, body to be written."""
+    doc = textwrap.indent(example.docstring.replace('"""', "'''"), "    ").lstrip()
+    return f'{example.signature}\n    """{doc}\n    """\n'
 
 
 def cut_function(prompt: str, completion: str, finished: bool) -> str:
-    """``prompt + completion`` up to the end of the function (a line back at column 0)."""
+    """``prompt + completion`` up to the end of the function (a line back at column 0).
+
+    The first line of the text is the ``def`` line whatever it is (a chat answer
+    starts with it).
+    """
     lines = (prompt + completion).splitlines(keepends=True)
-    header = len(prompt.splitlines())
+    header = max(1, len(prompt.splitlines()))
     out = lines[:header]
     ended = False
     for line in lines[header:]:
@@ -268,30 +277,46 @@ def cut_function(prompt: str, completion: str, finished: bool) -> str:
     return "".join(out)
 
 
-def parses(source: str, prompt: str) -> bool:
-    """``ast`` parses it and the function has at least one statement beyond its docstring."""
+def parses(source: str) -> bool:
+    """``ast`` parses it into a function with at least one statement besides a docstring."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return False
-    functions = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    return bool(functions) and len(functions[0].body) >= 2
+    if not tree.body or not isinstance(tree.body[0], (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return False
+    body = tree.body[0].body
+    if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+        body = body[1:]
+    return bool(body)
 
 
-def parse_rate(model: Any, prompts: Sequence[str]) -> tuple[float, list[str]]:
-    """Share of greedy completions that parse; and the cut sources."""
-    if not prompts:
+def parse_rate(model: Any, examples: Sequence[Any], chat: bool = False) -> tuple[float, list[str]]:
+    """Share of greedy answers that parse, and the cut sources.
+
+    Completion (base): the model continues the header code. Chat (instruct):
+    the model answers the instruction the ``docstrings`` dataset would ask.
+    """
+    if not examples:
         return float("nan"), []
     decoder = model.decoder(model.settings(max_new_tokens=COMPLETION_NEW_TOKENS, temperature=0.0))
     sources, ok = [], 0
-    for start in range(0, len(prompts), BATCH):
-        batch = list(prompts[start : start + BATCH])
-        results = decoder.generate(model.lm, model.tokenizer, [model.encode_completion(p) for p in batch])
-        for prompt, result in zip(batch, results, strict=True):
+    for start in range(0, len(examples), BATCH):
+        batch = list(examples[start : start + BATCH])
+        if chat:
+            encoded = [model.encode_chat([{"role": "user", "content": e.instruction()}]) for e in batch]
+            stop_ids = encoded[0][1]
+            results = decoder.generate(model.lm, model.tokenizer, [ids for ids, _ in encoded], stop_ids=stop_ids,
+                                       strip_leading_space=True)
+            prompts = [""] * len(batch)
+        else:
+            prompts = [header_prompt(e) for e in batch]
+            results = decoder.generate(model.lm, model.tokenizer, [model.encode_completion(p) for p in prompts])
+        for prompt, result in zip(prompts, results, strict=True):
             source = cut_function(prompt, result.text, result.finish_reason == "stop")
             sources.append(source)
-            ok += parses(source, prompt)
-    return ok / len(prompts), sources
+            ok += parses(source)
+    return ok / len(examples), sources
 
 
 # -- everything --------------------------------------------------------------
@@ -310,8 +335,9 @@ def evaluate_model(name: str, *, weights: Path | None = None, limit: int | None 
     sources = heldout_sources()
     windows = loss_windows(model.tokenizer, sources)
     tasks = infill_tasks(sources, limit)
-    prompts = completion_prompts(sources)
-    rate, _ = parse_rate(model, prompts)
+    headers = heldout_headers(sources)
+    chat = spec.supports("chat")
+    rate, _ = parse_rate(model, headers, chat=chat)
     network = load_torch_model(path)
     return {
         "model": spec.name,
@@ -327,6 +353,7 @@ def evaluate_model(name: str, *, weights: Path | None = None, limit: int | None 
         "infill_exact_match_most_common_line": round(most_common_line_baseline(tasks), 4),
         "infill_token_accuracy": round(infill_token_accuracy(network, model, tasks, with_context=True), 4),
         "infill_token_accuracy_no_context": round(infill_token_accuracy(network, model, tasks, with_context=False), 4),
-        "completion_prompts": len(prompts),
+        "completion_prompts": len(headers),
+        "completion_mode": "chat" if chat else "completion",
         "completion_parse_rate": round(rate, 4),
     }

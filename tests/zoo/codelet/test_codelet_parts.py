@@ -72,9 +72,13 @@ def test_cut_function_stops_at_the_next_top_level_line() -> None:
     assert cut_function(prompt, "    return 2 * x\n\ndef g():\n", finished=False) == prompt + "    return 2 * x\n\n"
     # Stopped by the token limit: the last, possibly partial, line is dropped.
     assert cut_function(prompt, "    y = 2 * x\n    return y +", finished=False) == prompt + "    y = 2 * x\n"
-    assert parses(prompt + "    return 2 * x\n", prompt)
-    assert not parses(prompt, prompt)  # a docstring alone is not a completion
-    assert not parses(prompt + "    if x:\n", prompt)
+    assert parses(prompt + "    return 2 * x\n")
+    assert not parses(prompt)  # a docstring alone is not a completion
+    assert not parses(prompt + "    if x:\n")
+    # A chat answer starts with its own def line.
+    answer = "def f(x):\n    return 2 * x\nprint(f(2))\n"
+    assert cut_function("", answer, finished=True) == "def f(x):\n    return 2 * x\n"
+    assert parses(cut_function("", answer, finished=True))
 
 
 def test_infill_tasks_remove_one_body_line() -> None:
