@@ -164,6 +164,9 @@ def _launch_run(command: click.Command, values: dict[str, Any], options: Any) ->
     from zoo_parallel.inference import TENSOR_PARALLEL_ENV
     from zoo_parallel.launcher import launch
 
+    if values.get("backend") not in (None, "auto", "torch"):
+        raise UsageError(f"--nproc shards a torch model over the ranks; drop --backend {values['backend']} "
+                         "or use one process")
     if values.get("chat") and not values.get("prompt"):
         raise UsageError("an interactive chat cannot run with --nproc > 1; pass the message as the prompt argument")
     values = dict(values)

@@ -194,6 +194,7 @@ def launch(worker_args: Sequence[str], options: LaunchOptions, env: dict[str, st
 
     from zoo_parallel.distributed import TIMEOUT_ENV
 
+    _quiet_torchelastic()
     run_id = f"zoo-{uuid.uuid4().hex[:8]}"
     args = torchrun.parse_args(torchrun_args(options, worker_args, run_id))
     config, entrypoint, cmd_args = torchrun.config_from_args(args)
@@ -201,7 +202,6 @@ def launch(worker_args: Sequence[str], options: LaunchOptions, env: dict[str, st
     extra = {TIMEOUT_ENV: str(options.timeout_s), **(env or {})}
     saved = {key: os.environ.get(key) for key in extra}
     os.environ.update(extra)
-    _quiet_torchelastic()
     logs_specs = config.logs_specs
     try:
         elastic_launch(config=config, entrypoint=entrypoint)(*cmd_args)

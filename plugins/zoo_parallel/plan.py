@@ -45,7 +45,7 @@ class ParallelPlan:
         return (self.pp, self.dp, self.mp)
 
     def describe(self) -> str:
-        parts = [f"dp={self.dp} ({self.dp_mode})", f"mp={self.mp}", f"pp={self.pp}"]
+        parts = [f"dp={self.dp}" + (f" ({self.dp_mode})" if self.dp > 1 else ""), f"mp={self.mp}", f"pp={self.pp}"]
         if self.mp > 1:
             parts.append("sequence parallel" if self.seq_parallel else "no sequence parallel")
             parts.append("vocab-parallel embedding/head" if self.vocab_parallel else "replicated embedding/head")
