@@ -15,6 +15,23 @@ log = logging.getLogger(__name__)
 
 DTYPES = ("fp32", "fp16", "bf16")
 PYNATIVE_ENV = "ZOO_MINDSPORE_PYNATIVE"
+THREADS_ENV = "ZOO_MINDSPORE_THREADS"
+_threads_set = False
+
+
+def set_cpu_threads(threads: int | None = None) -> int:
+    """CPU kernel threads: ``threads``, else $ZOO_MINDSPORE_THREADS, else the usable cores.
+
+    MindSpore's default (25) oversubscribes small machines badly; it can be set
+    once per process, before the first kernel runs.
+    """
+    global _threads_set
+    wanted = threads or int(os.environ.get(THREADS_ENV, "0")) or len(os.sched_getaffinity(0))
+    if not _threads_set:
+        ms = require_mindspore()
+        ms.device_context.cpu.op_tuning.threads_num(wanted)
+        _threads_set = True
+    return wanted
 DEVICE_TARGETS = {"cpu": "CPU", "ascend": "Ascend", "gpu": "GPU"}
 
 
@@ -70,6 +87,8 @@ def set_device(device: str) -> str:
         ms.set_device(DEVICE_TARGETS[kind])
     else:
         ms.set_device(DEVICE_TARGETS[kind], index)
+    if kind == "cpu":
+        set_cpu_threads()
     return kind
 
 
@@ -165,7 +184,7 @@ def load_model(
     from zoo_mindspore.model import Transformer
     from zoo_mindspore.runner import MindSporeLanguageModel
 
-    model = Transformer(config, dtype=dtype)
+    model = Transformer(config, dtype=dtype, fused=True)  # inference: wq|wk|wv and w1|w3 as single projections
     if kernel is not None:
         model.set_attention(kernel)
     if weights_dir is None:

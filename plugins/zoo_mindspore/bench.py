@@ -32,11 +32,12 @@ def child_mindspore(config_name: str, batch: int, prompt_len: int, new_tokens: i
     import torch
 
     from zoo_mindspore import weights
-    from zoo_mindspore.backend import load_model
+    from zoo_mindspore.backend import load_model, set_cpu_threads
     from zoo_torch.bench import _peak_rss, _prompt, bench_configs
     from zoo_torch.model import Transformer
 
     torch.set_num_threads(threads)
+    set_cpu_threads(threads)  # the same number of kernel threads as torch
     config = bench_configs()[config_name][0]
     reference = Transformer(config, dtype=torch.float32)
     reference.init_weights(generator=torch.Generator().manual_seed(SEED))

@@ -2,7 +2,10 @@
 
 Module and parameter names are the PyTorch model's (``tok_embeddings``,
 ``layers.N.attention.wq``, ``layers.N.feed_forward.w1``, ``norm``,
-``output``), so one canonical state dict serves both runtimes. Weights keep
+``output``), so one canonical state dict serves both runtimes. For inference
+the backend builds the ``fused`` variant, whose ``wqkv`` (wq|wk|wv rows) and
+``w13`` (w1|w3 rows) projections launch fewer kernels per token; weights move
+in and out of it under the canonical names (:mod:`zoo_mindspore.weights`). Weights keep
 Hugging Face's rotate-half RoPE layout. RMSNorm, RoPE, softmax and the final
 logits run in fp32 whatever the weight dtype.
 
@@ -76,15 +79,19 @@ def linear(in_dim: int, out_dim: int, dtype: Any) -> nn.Dense:
     return nn.Dense(in_dim, out_dim, weight_init="zeros", has_bias=False, dtype=dtype)
 
 
-def rotate_half(x: Tensor) -> Tensor:
-    half = x.shape[-1] // 2
-    return ops.cat((-x[..., half:], x[..., :half]), -1)
+def rotate_half_matrix(head_dim: int) -> np.ndarray:
+    """R with x @ R == cat(-x[D/2:], x[:D/2]): one matmul instead of four ops, exact (one +-1 term per column)."""
+    half = head_dim // 2
+    rot = np.zeros((head_dim, head_dim), np.float32)
+    rot[np.arange(half) + half, np.arange(half)] = -1.0
+    rot[np.arange(half), np.arange(half) + half] = 1.0
+    return rot
 
 
-def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """HF rotate-half RoPE in fp32; x (B,*,T,D), cos/sin (B,1,T,D)."""
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, rot: Tensor) -> Tensor:
+    """HF rotate-half RoPE in fp32; x (B,*,T,D), cos/sin (B,1,T,D), rot (D,D)."""
     x32 = x.astype(ms.float32)
-    return (x32 * cos + rotate_half(x32) * sin).astype(x.dtype)
+    return (x32 * cos + ops.matmul(x32, rot) * sin).astype(x.dtype)
 
 
 class KVCache(nn.Cell):
@@ -104,48 +111,71 @@ class KVCache(nn.Cell):
 
 
 class Attention(nn.Cell):
-    def __init__(self, config: LlamaConfig, dtype: Any) -> None:
+    """Grouped-query attention; ``fused`` keeps wq|wk|wv as one ``wqkv`` projection (inference: fewer kernels)."""
+
+    def __init__(self, config: LlamaConfig, dtype: Any, fused: bool = False) -> None:
         super().__init__()
         self.n_heads, self.kv_heads, self.head_dim = config.n_heads, config.kv_heads, config.head_dim
-        self.wq = linear(config.dim, config.n_heads * config.head_dim, dtype)
-        self.wk = linear(config.dim, config.kv_heads * config.head_dim, dtype)
-        self.wv = linear(config.dim, config.kv_heads * config.head_dim, dtype)
-        self.wo = linear(config.n_heads * config.head_dim, config.dim, dtype)
+        self.fused = fused
+        q_dim, kv_dim = config.n_heads * config.head_dim, config.kv_heads * config.head_dim
+        if fused:
+            self.wqkv = linear(config.dim, q_dim + 2 * kv_dim, dtype)
+        else:
+            self.wq = linear(config.dim, q_dim, dtype)
+            self.wk = linear(config.dim, kv_dim, dtype)
+            self.wv = linear(config.dim, kv_dim, dtype)
+        self.wo = linear(q_dim, config.dim, dtype)
+        self.rot = Tensor(rotate_half_matrix(config.head_dim))
         self.kernel: AttentionFn = math_attention
 
     def construct(
         self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, cache: KVCache | None = None, index: Tensor | None = None
     ) -> Tensor:
         b, t, _ = x.shape
-        q = self.wq(x).reshape(b, t, self.n_heads, self.head_dim).swapaxes(1, 2)  # (B,H,T,D)
-        k = self.wk(x).reshape(b, t, self.kv_heads, self.head_dim).swapaxes(1, 2)  # (B,K,T,D)
-        v = self.wv(x).reshape(b, t, self.kv_heads, self.head_dim).swapaxes(1, 2)
-        q = apply_rope(q, cos, sin)
-        k = apply_rope(k, cos, sin)
+        h, kv = self.n_heads, self.kv_heads
+        if self.fused:
+            qkv = self.wqkv(x).reshape(b, t, h + 2 * kv, self.head_dim).swapaxes(1, 2)  # (B,H+2K,T,D)
+            qk = apply_rope(qkv[:, : h + kv], cos, sin, self.rot)  # queries and keys rotated together
+            q, k, v = qk[:, :h], qk[:, h:], qkv[:, h + kv :]
+        else:
+            q = self.wq(x).reshape(b, t, h, self.head_dim).swapaxes(1, 2)  # (B,H,T,D)
+            k = self.wk(x).reshape(b, t, kv, self.head_dim).swapaxes(1, 2)  # (B,K,T,D)
+            v = self.wv(x).reshape(b, t, kv, self.head_dim).swapaxes(1, 2)
+            q = apply_rope(q, cos, sin, self.rot)
+            k = apply_rope(k, cos, sin, self.rot)
         if cache is not None:
             k, v = cache.update(index, k, v)  # (B,K,L,D)
         out = self.kernel(q, k, v, mask)  # (B,H,T,D)
-        return self.wo(out.swapaxes(1, 2).reshape(b, t, self.n_heads * self.head_dim))
+        return self.wo(out.swapaxes(1, 2).reshape(b, t, h * self.head_dim))
 
 
 class FeedForward(nn.Cell):
-    """SwiGLU: w2(silu(w1 x) * w3 x)."""
+    """SwiGLU: w2(silu(w1 x) * w3 x); ``fused`` keeps w1|w3 as one ``w13`` projection."""
 
-    def __init__(self, config: LlamaConfig, dtype: Any) -> None:
+    def __init__(self, config: LlamaConfig, dtype: Any, fused: bool = False) -> None:
         super().__init__()
-        self.w1 = linear(config.dim, config.ffn_hidden, dtype)
-        self.w2 = linear(config.ffn_hidden, config.dim, dtype)
-        self.w3 = linear(config.dim, config.ffn_hidden, dtype)
+        self.fused = fused
+        self.hidden = config.ffn_hidden
+        if fused:
+            self.w13 = linear(config.dim, 2 * config.ffn_hidden, dtype)
+            self.w2 = linear(config.ffn_hidden, config.dim, dtype)
+        else:
+            self.w1 = linear(config.dim, config.ffn_hidden, dtype)
+            self.w2 = linear(config.ffn_hidden, config.dim, dtype)
+            self.w3 = linear(config.dim, config.ffn_hidden, dtype)
 
     def construct(self, x: Tensor) -> Tensor:
+        if self.fused:
+            gate_up = self.w13(x)
+            return self.w2(ops.silu(gate_up[..., : self.hidden]) * gate_up[..., self.hidden :])
         return self.w2(ops.silu(self.w1(x)) * self.w3(x))
 
 
 class TransformerBlock(nn.Cell):
-    def __init__(self, config: LlamaConfig, dtype: Any) -> None:
+    def __init__(self, config: LlamaConfig, dtype: Any, fused: bool = False) -> None:
         super().__init__()
-        self.attention = Attention(config, dtype)
-        self.feed_forward = FeedForward(config, dtype)
+        self.attention = Attention(config, dtype, fused)
+        self.feed_forward = FeedForward(config, dtype, fused)
         self.attention_norm = RMSNorm(config.dim, config.norm_eps, dtype)
         self.ffn_norm = RMSNorm(config.dim, config.norm_eps, dtype)
 
@@ -159,12 +189,13 @@ class TransformerBlock(nn.Cell):
 class Transformer(nn.Cell):
     """The decoder stack; ``construct(tokens)`` gives full causal fp32 logits (training)."""
 
-    def __init__(self, config: LlamaConfig, dtype: str = "fp32") -> None:
+    def __init__(self, config: LlamaConfig, dtype: str = "fp32", fused: bool = False) -> None:
         super().__init__()
         self.config = config
+        self.fused = fused
         ms_dtype = MS_DTYPES[dtype]
         self.tok_embeddings = Embedding(config.vocab_size, config.dim, ms_dtype)
-        self.layers = nn.CellList([TransformerBlock(config, ms_dtype) for _ in range(config.n_layers)])
+        self.layers = nn.CellList([TransformerBlock(config, ms_dtype, fused) for _ in range(config.n_layers)])
         self.norm = RMSNorm(config.dim, config.norm_eps, ms_dtype)
         self.output = linear(config.dim, config.vocab_size, ms_dtype)
         half = config.head_dim // 2

@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import shutil
 import sys
 import time
@@ -354,8 +355,10 @@ def _run(cfg: TrainConfig, config: LlamaConfig, plan: Any, kind: str, dtype: str
     from mindspore import ops
 
     from zoo_mindspore import checkpoints, parallel, weights
-    from zoo_mindspore.backend import set_device
+    from zoo_mindspore.backend import set_cpu_threads, set_device
 
+    if plan.distributed and kind == "cpu":  # the workers share this machine's cores
+        set_cpu_threads(max(1, len(os.sched_getaffinity(0)) // plan.world_size))
     set_device(kind)
     ms.set_seed(cfg.seed)
     rank, world = 0, 1

@@ -36,10 +36,60 @@ def to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+_FUSED = {"attention.wqkv": ("attention.wq", "attention.wk", "attention.wv"), "feed_forward.w13": ("feed_forward.w1", "feed_forward.w3")}
+
+
+def canonical_shapes(config: Any) -> dict[str, tuple[int, ...]]:
+    """Canonical tensor name -> shape, in the PyTorch model's parameter order."""
+    d, f, v = config.dim, config.ffn_hidden, config.vocab_size
+    q, kv = config.n_heads * config.head_dim, config.kv_heads * config.head_dim
+    shapes: dict[str, tuple[int, ...]] = {"tok_embeddings.weight": (v, d)}
+    for i in range(config.n_layers):
+        prefix = f"layers.{i}."
+        shapes |= {
+            prefix + "attention.wq.weight": (q, d), prefix + "attention.wk.weight": (kv, d),
+            prefix + "attention.wv.weight": (kv, d), prefix + "attention.wo.weight": (d, q),
+            prefix + "feed_forward.w1.weight": (f, d), prefix + "feed_forward.w2.weight": (d, f),
+            prefix + "feed_forward.w3.weight": (f, d),
+            prefix + "attention_norm.weight": (d,), prefix + "ffn_norm.weight": (d,),
+        }
+    return shapes | {"norm.weight": (d,), "output.weight": (v, d)}
+
+
+def fuse_state(state: Mapping[str, Any], n_layers: int) -> dict[str, Any]:
+    """Canonical names -> the fused model's (``wqkv`` = wq|wk|wv rows, ``w13`` = w1|w3 rows)."""
+    out = dict(state)
+    for i in range(n_layers):
+        for fused, parts in _FUSED.items():
+            names = [f"layers.{i}.{part}.weight" for part in parts]
+            if all(name in out for name in names):
+                out[f"layers.{i}.{fused}.weight"] = np.concatenate([to_numpy(out.pop(name)) for name in names], 0)
+    return out
+
+
+def unfuse_state(state: Mapping[str, np.ndarray], config: Any) -> dict[str, np.ndarray]:
+    """The fused model's names back to the canonical ones."""
+    q, kv, f = config.n_heads * config.head_dim, config.kv_heads * config.head_dim, config.ffn_hidden
+    sizes = {"attention.wqkv": (q, kv, kv), "feed_forward.w13": (f, f)}
+    out: dict[str, np.ndarray] = {}
+    for name, array in state.items():
+        key = next((k for k in _FUSED if name.endswith(f".{k}.weight")), None)
+        if key is None:
+            out[name] = array
+            continue
+        prefix = name[: -len(f"{key}.weight")]
+        bounds = np.cumsum(sizes[key])[:-1]
+        for part, piece in zip(_FUSED[key], np.split(array, bounds, 0), strict=True):
+            out[f"{prefix}{part}.weight"] = piece
+    return out
+
+
 def load_into(model: Any, state: Mapping[str, Any], source: str = "weights") -> None:
-    """Copy ``state`` into ``model``'s parameters, casting to each parameter's dtype."""
+    """Copy ``state`` (canonical names) into ``model``'s parameters, casting to each parameter's dtype."""
     import mindspore as ms
 
+    if getattr(model, "fused", False):
+        state = fuse_state(state, model.config.n_layers)
     params = dict(model.parameters_and_names())
     missing = sorted(set(params) - set(state))
     unexpected = sorted(set(state) - set(params))
@@ -61,17 +111,18 @@ def load_into(model: Any, state: Mapping[str, Any], source: str = "weights") -> 
 
 def state_dict(model: Any) -> dict[str, np.ndarray]:
     """The model's parameters as numpy (bf16 widened to fp32), canonical names."""
-    return {name: to_numpy(param) for name, param in model.parameters_and_names()}
+    state = {name: to_numpy(param) for name, param in model.parameters_and_names()}
+    return unfuse_state(state, model.config) if getattr(model, "fused", False) else state
 
 
 def init_random(model: Any, seed: int = 0, std: float = 0.02) -> None:
-    """Normal(0, std) projections and embeddings, unit norms: for benchmarks and tests."""
-    import mindspore as ms
-
+    """Normal(0, std) projections and embeddings, unit norms (canonical order: fused or not, same weights)."""
+    shapes = canonical_shapes(model.config)
     rng = np.random.default_rng(seed)
-    for name, param in model.parameters_and_names():
+    state = {}
+    for name, shape in shapes.items():
         if name.endswith("norm.weight"):
-            data = np.ones(param.shape, np.float32)
+            state[name] = np.ones(shape, np.float32)
         else:
-            data = rng.normal(0.0, std, size=param.shape).astype(np.float32)
-        param.set_data(ms.Tensor(data, dtype=param.dtype))
+            state[name] = rng.normal(0.0, std, size=shape).astype(np.float32)
+    load_into(model, state, source="random weights")
