@@ -43,7 +43,7 @@ def zoo_executable() -> list[str]:
 
 
 class Pipeline:
-    """Corpus → tokenizer → datasets → pretrain → export → finetune → export → evaluate."""
+    """Corpus → tokenizer → datasets → pretrain (2 stages) → export → finetune → export → evaluate."""
 
     def __init__(self, build_dir: Path, *, output: Path | None = None, train_overrides: tuple[str, ...] = (),
                  threads: int = 1) -> None:
@@ -59,6 +59,7 @@ class Pipeline:
             ("tokenizer", self.step_tokenizer),
             ("data", self.step_data),
             ("pretrain", self.step_pretrain),
+            ("pretrain-2", self.step_pretrain_2),
             ("export-base", self.step_export_base),
             ("finetune", self.step_finetune),
             ("export-instruct", self.step_export_instruct),
@@ -143,27 +144,43 @@ class Pipeline:
                     f"train_dataset.data_loader.dataset_dir={self.data / 'pretrain'}",
                     f"eval_dataset.data_loader.dataset_dir={self.data / 'heldout'}")
 
+    def step_pretrain_2(self) -> None:
+        if (self.build / "pretrain-2").exists():
+            shutil.rmtree(self.build / "pretrain-2")
+        self._train("pretrain_stage2.yaml", "pretrain-2",
+                    f"load_checkpoint={self.build / 'pretrain' / 'weights'}",
+                    f"train_dataset.data_loader.dataset_dir={self.data / 'pretrain'}",
+                    f"eval_dataset.data_loader.dataset_dir={self.data / 'heldout'}")
+
     def step_finetune(self) -> None:
         if (self.build / "instruct").exists():
             shutil.rmtree(self.build / "instruct")
         self._train("instruct.yaml", "instruct",
-                    f"load_checkpoint={self.build / 'pretrain' / 'weights'}",
+                    f"load_checkpoint={self.build / 'pretrain-2' / 'weights'}",
                     f"train_dataset.data_loader.dataset_dir={self.data / 'instruct-train'}",
                     f"eval_dataset.data_loader.dataset_dir={self.data / 'instruct-heldout'}")
 
-    def _export(self, run: str, name: str) -> None:
-        source = self.build / run / "weights"
+    def _export(self, runs: tuple[str, ...], configs: tuple[str, ...], name: str) -> None:
+        """The last run's weights as bf16 in the package, with the tokenizer, metrics and provenance."""
+        source = self.build / runs[-1] / "weights"
         if not (source / "config.json").is_file():
-            raise UsageError(f"{source} holds no trained weights; the {run} step did not finish")
+            raise UsageError(f"{source} holds no trained weights; the {runs[-1]} step did not finish")
         target = self.output / name
         self.zoo("convert", str(source), str(target), "--to", "zoo", "--dtype", "bf16", "--overwrite", "--quiet")
         shutil.copyfile(self.tokenizer, target / "tokenizer.model")
-        shutil.copyfile(self.build / run / "metrics.jsonl", target / "train_metrics.jsonl")
+        # One metrics file across the runs, steps counted on from the previous run.
+        lines, offset = [], 0
+        for run in runs:
+            records = [json.loads(x) for x in (self.build / run / "metrics.jsonl").read_text(encoding="utf-8").split("\n") if x]
+            for record in records:
+                lines.append(json.dumps({**record, "step": record["step"] + offset, "run": run}))
+            offset += max((r["step"] for r in records), default=0)
+        (target / "train_metrics.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
         manifest = json.loads((self.corpus / "manifest.json").read_text(encoding="utf-8"))
         provenance = {
             "model": name,
             "built_by": "zoo codelet build",
-            "train_config": f"zoo/zoo_codelet/configs/{'pretrain' if run == 'pretrain' else 'instruct'}.yaml",
+            "train_configs": [f"zoo/zoo_codelet/configs/{c}" for c in configs],
             "python": manifest["python"],
             "corpus_sha256": manifest["sha256"],
             "heldout_files": manifest["heldout_files"],
@@ -171,10 +188,11 @@ class Pipeline:
         (target / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
 
     def step_export_base(self) -> None:
-        self._export("pretrain", BASE_NAME)
+        self._export(("pretrain", "pretrain-2"), ("pretrain.yaml", "pretrain_stage2.yaml"), BASE_NAME)
 
     def step_export_instruct(self) -> None:
-        self._export("instruct", INSTRUCT_NAME)
+        self._export(("pretrain", "pretrain-2", "instruct"),
+                     ("pretrain.yaml", "pretrain_stage2.yaml", "instruct.yaml"), INSTRUCT_NAME)
 
     def step_evaluate(self) -> None:
         for name in (BASE_NAME, INSTRUCT_NAME):

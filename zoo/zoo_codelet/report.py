@@ -34,17 +34,22 @@ def plot_loss_curves(weights_root: Path, output: Path) -> Path:
     except ImportError:
         raise UsageError("drawing the loss curve needs matplotlib: pip install matplotlib") from None
     panels = [
-        (BASE_NAME, "pretraining (FIM 0.5, stdlib)", "held-out files (plain text)"),
-        (INSTRUCT_NAME, "instruct finetuning (docstring → code)", "held-out pairs (response tokens)"),
+        (BASE_NAME, ("pretrain", "pretrain-2"), "pretraining, 2 stages (FIM 0.5, stdlib)", "held-out files (plain text)"),
+        (INSTRUCT_NAME, ("instruct",), "instruct finetuning (docstring → code)", "held-out pairs (response tokens)"),
     ]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, (name, title, eval_label) in zip(axes, panels, strict=True):
-        series = curves(read_metrics(weights_root / name / "train_metrics.jsonl"))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax, (name, runs, title, eval_label) in zip(axes, panels, strict=True):
+        records = [r for r in read_metrics(weights_root / name / "train_metrics.jsonl") if r.get("run", runs[0]) in runs]
+        series = curves(records)
+        for run in runs[1:]:  # where a later stage starts
+            starts = [int(r["step"]) for r in records if r.get("run") == run]
+            if starts:
+                ax.axvline(min(starts), color="grey", linestyle=":", label=f"{run} starts")
         if series["train"]:
             ax.plot(*zip(*series["train"], strict=True), label="train loss (batch mean)")
         if series["eval"]:
             ax.plot(*zip(*series["eval"], strict=True), "o-", label=f"eval loss: {eval_label}")
-        ax.set_title(f"{name}: {title}")
+        ax.set_title(f"{name}: {title}", fontsize=10)
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("cross-entropy (nats/token)")
         ax.grid(alpha=0.3)
