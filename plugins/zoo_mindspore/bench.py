@@ -1,14 +1,14 @@
 """``zoo mindspore bench``: the MindSpore backend's compiled decode vs the PyTorch backend's, same weights.
 
-Uses ``zoo bench``'s configurations (``zoo_torch.bench.bench_configs``) and
-its PyTorch child for the reference row, and adds a MindSpore child: the same
-random weights (the torch model's seeded ``init_weights``, copied by name),
-the same prompt, greedy decoding through the
-:class:`~codellama_zoo.runtime.LanguageModel` API (numpy logits + argmax, what
-``zoo run`` does). The MindSpore steps are compiled with ``mindspore.jit``;
-the first prefill and decode (compilation) are warm-up and not timed. Each
-model runs in its own child process. Reports tokens/s and the
-MindSpore/PyTorch ratio, and whether the greedy tokens agree.
+Uses ``zoo bench``'s configurations (``zoo_torch.bench.bench_configs``). One
+child process loads both backends with the same random weights (the torch
+model's seeded ``init_weights``, copied into the MindSpore Cell by name) and
+the same number of CPU threads, then times them *interleaved*, best of
+``repeats`` each, so that load from other processes hits both alike. Both go
+through the :class:`~codellama_zoo.runtime.LanguageModel` API (numpy logits +
+argmax per token, what ``zoo run`` does); the MindSpore steps are compiled
+with ``mindspore.jit`` and the first (compiling) round is not timed. Reports
+tokens/s, the MindSpore/PyTorch ratio, and whether the greedy tokens agree.
 """
 
 from __future__ import annotations
@@ -25,63 +25,61 @@ from typing import Any
 SEED = 1234
 
 
-def child_mindspore(config_name: str, batch: int, prompt_len: int, new_tokens: int, repeats: int,
-                    threads: int) -> dict[str, Any]:
+def _timed_rounds(lm: Any, ids: Any, mask: Any, new_tokens: int) -> tuple[float, float, list[int]]:
+    """(prefill seconds, decode seconds, greedy tokens of row 0) of one generation."""
+    t0 = time.perf_counter()
+    lm.start(ids.shape[0], ids.shape[1] + new_tokens)
+    logits = lm.prefill(ids, mask)
+    t1 = time.perf_counter()
+    tokens = []
+    for _ in range(new_tokens):
+        nxt = logits.argmax(-1)
+        tokens.append(int(nxt[0]))
+        logits = lm.decode(nxt)
+    return t1 - t0, time.perf_counter() - t1, tokens
+
+
+def child_both(config_name: str, batch: int, prompt_len: int, new_tokens: int, repeats: int,
+               threads: int) -> dict[str, Any]:
     os.environ.setdefault("GLOG_v", "3")
     import numpy as np
     import torch
 
     from zoo_mindspore import weights
-    from zoo_mindspore.backend import load_model, set_cpu_threads
-    from zoo_torch.bench import _peak_rss, _prompt, bench_configs
-    from zoo_torch.model import Transformer
+    from zoo_mindspore.backend import load_model as load_mindspore
+    from zoo_mindspore.backend import set_cpu_threads
+    from zoo_torch.bench import _prompt, bench_configs
+    from zoo_torch.runtime import load_model as load_torch
 
     torch.set_num_threads(threads)
-    set_cpu_threads(threads)  # the same number of kernel threads as torch
+    set_cpu_threads(threads)
     config = bench_configs()[config_name][0]
-    reference = Transformer(config, dtype=torch.float32)
-    reference.init_weights(generator=torch.Generator().manual_seed(SEED))
-    state = {name: value.detach().numpy() for name, value in reference.state_dict().items() if not name.endswith("inv_freq")}
-    del reference
-    lm = load_model(config, None, device="cpu", dtype="fp32", attention="auto")
-    weights.load_into(lm.model, state, source="benchmark weights")
+    torch_lm = load_torch(config, None, device="cpu", dtype="fp32", attention="auto", seed=SEED)
+    state = {k: v.detach().numpy() for k, v in torch_lm.model.state_dict().items() if not k.endswith("inv_freq")}
+    ms_lm = load_mindspore(config, None, device="cpu", dtype="fp32", attention="auto")
+    weights.load_into(ms_lm.model, state, source="benchmark weights")
     del state
     ids = _prompt(config, batch, prompt_len).numpy()
     mask = np.ones_like(ids)
-    timings: list[float] = []
-
-    def prefill() -> Any:
-        lm.start(batch, prompt_len + new_tokens)
-        return lm.prefill(ids, mask)
-
-    def decode_loop() -> list[int]:
-        logits = prefill()
-        tokens = []
-        t0 = time.perf_counter()
-        for _ in range(new_tokens):
-            nxt = logits.argmax(-1)
-            tokens.append(int(nxt[0]))
-            logits = lm.decode(nxt)
-        timings.append(time.perf_counter() - t0)
-        return tokens
-
-    decode_loop()  # warm-up: compiles the prefill and decode graphs
-    best_prefill = float("inf")
+    models = {"torch": torch_lm, "mindspore": ms_lm}
+    best = {name: [float("inf"), float("inf")] for name in models}
+    tokens: dict[str, list[int]] = {}
+    for lm in models.values():  # warm-up: compiles MindSpore's prefill and decode graphs
+        _timed_rounds(lm, ids, mask, new_tokens)
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        prefill()
-        best_prefill = min(best_prefill, time.perf_counter() - t0)
-    timings.clear()
-    tokens: list[int] = []
-    for _ in range(repeats):
-        tokens = decode_loop()
+        for name, lm in models.items():
+            prefill_s, decode_s, tokens[name] = _timed_rounds(lm, ids, mask, new_tokens)
+            best[name] = [min(best[name][0], prefill_s), min(best[name][1], decode_s)]
+    labels = {"torch": f"zoo_torch ({torch_lm.attention})", "mindspore": f"zoo_mindspore (jit, {ms_lm.attention})"}
     return {
-        "model": f"zoo_mindspore (jit, {lm.attention})",
-        "prefill_tok_s": batch * prompt_len / best_prefill,
-        "decode_tok_s": batch * new_tokens / min(timings),
-        "peak_rss_bytes": _peak_rss(),
-        "tokens": tokens,
-        "threads": threads,
+        name: {
+            "model": labels[name],
+            "prefill_tok_s": batch * prompt_len / best[name][0],
+            "decode_tok_s": batch * new_tokens / best[name][1],
+            "tokens": tokens[name],
+            "threads": threads,
+        }
+        for name in models
     }
 
 
@@ -113,8 +111,8 @@ def run_bench(which: str = "small", threads: int | None = None, batch: int = 1, 
                   "--new-tokens", str(n_new), "--repeats", str(repeats)]
         echo(f"== {name}: dim={config.dim} layers={config.n_layers} heads={config.n_heads}/{config.kv_heads} "
              f"vocab={config.vocab_size} fp32 threads={threads} batch={batch} prompt={p_len} new={n_new}")
-        torch_row = _run(["ours", *common, "--dtype", "fp32", "--attention", "auto"], "zoo_torch.bench")
-        ms_row = _run(common, "zoo_mindspore.bench")
+        rows = _run(common, "zoo_mindspore.bench")
+        torch_row, ms_row = rows["torch"], rows["mindspore"]
         echo(f"  {'model':<44} {'prefill tok/s':>14} {'decode tok/s':>13}")
         for row in (torch_row, ms_row):
             echo(f"  {row['model']:<44} {row['prefill_tok_s']:>14,.1f} {row['decode_tok_s']:>13,.1f}")
@@ -137,7 +135,7 @@ def _child_main(argv: list[str]) -> None:
     parser.add_argument("--new-tokens", type=int, required=True)
     parser.add_argument("--repeats", type=int, default=3)
     a = parser.parse_args(argv)
-    print(json.dumps(child_mindspore(a.config, a.batch, a.prompt_len, a.new_tokens, a.repeats, a.threads)))
+    print(json.dumps(child_both(a.config, a.batch, a.prompt_len, a.new_tokens, a.repeats, a.threads)))
 
 
 if __name__ == "__main__":

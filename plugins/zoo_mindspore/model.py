@@ -37,15 +37,22 @@ MASK_MIN = -1e30  # finite, so a fully padded query row gives a uniform softmax 
 AttentionFn = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 
 
+def cast(x: Tensor, dtype: Any) -> Tensor:
+    """``x`` in ``dtype``, emitting no Cast kernel when it already is (decided while compiling)."""
+    if x.dtype == dtype:
+        return x
+    return x.astype(dtype)
+
+
 def math_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
     """Reference attention: grouped-query, fp32 scores and softmax, no KV copies."""
     b, h, t, d = q.shape
     kv = k.shape[1]
     n_rep = h // kv
     qg = q.reshape(b, kv, n_rep * t, d)  # query heads h = g*n_rep + r use kv head g
-    scores = ops.matmul(qg.astype(ms.float32), k.astype(ms.float32).swapaxes(-1, -2)) / math.sqrt(d)
+    scores = ops.matmul(cast(qg, ms.float32), cast(k, ms.float32).swapaxes(-1, -2)) / math.sqrt(d)
     scores = scores.reshape(b, kv, n_rep, t, -1) + mask.reshape(b, 1, 1, t, -1)
-    probs = ops.softmax(scores, axis=-1).astype(q.dtype).reshape(b, kv, n_rep * t, -1)
+    probs = cast(ops.softmax(scores, axis=-1), q.dtype).reshape(b, kv, n_rep * t, -1)
     return ops.matmul(probs, v).reshape(b, h, t, d)
 
 
@@ -69,9 +76,9 @@ class RMSNorm(nn.Cell):
         self.weight = Parameter(ops.ones((dim,), dtype), name="weight")
 
     def construct(self, x: Tensor) -> Tensor:
-        x32 = x.astype(ms.float32)
+        x32 = cast(x, ms.float32)
         normed = x32 * ops.rsqrt(ops.mean(x32 * x32, -1, True) + self.eps)
-        return self.weight * normed.astype(x.dtype)
+        return self.weight * cast(normed, x.dtype)
 
 
 def linear(in_dim: int, out_dim: int, dtype: Any) -> nn.Dense:
@@ -90,8 +97,9 @@ def rotate_half_matrix(head_dim: int) -> np.ndarray:
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, rot: Tensor) -> Tensor:
     """HF rotate-half RoPE in fp32; x (B,*,T,D), cos/sin (B,1,T,D), rot (D,D)."""
-    x32 = x.astype(ms.float32)
-    return (x32 * cos + ops.matmul(x32, rot) * sin).astype(x.dtype)
+    x32 = cast(x, ms.float32)
+    rotated = ops.matmul(x32.reshape(-1, x32.shape[-1]), rot).reshape(x32.shape)  # 2-D: no broadcast of rot
+    return cast(x32 * cos + rotated * sin, x.dtype)
 
 
 class KVCache(nn.Cell):
@@ -230,7 +238,7 @@ class Transformer(nn.Cell):
         positions = ops.broadcast_to(ops.arange(0, t, dtype=ms.int32).expand_dims(0), (b, t))
         causal = ops.triu(ops.full((t, t), MASK_MIN, dtype=ms.float32), 1)
         mask = ops.broadcast_to(causal.expand_dims(0), (b, t, t))
-        return self.output(self.hidden(tokens, positions, mask)).astype(ms.float32)
+        return cast(self.output(self.hidden(tokens, positions, mask)), ms.float32)
 
 
 class CachedStep(nn.Cell):
@@ -251,4 +259,4 @@ class CachedStep(nn.Cell):
     def construct(self, tokens: Tensor, positions: Tensor, mask: Tensor, index: Tensor) -> Tensor:
         """tokens/positions (B,T) int32, mask (B,T,L) fp32 additive, index (B,K,T,3) -> (B,V) fp32."""
         h = self.model.hidden(tokens, positions, mask, self.caches, index)
-        return self.model.output(h[:, -1, :]).astype(ms.float32)
+        return cast(self.model.output(h[:, -1, :]), ms.float32)
