@@ -56,6 +56,13 @@ def to_seed_name(name: str) -> str:
     raise WeightsError(f"tensor {name!r} is not part of a Llama state dict; cannot name it in a MindSpore checkpoint")
 
 
+def is_model_tensor(name: str) -> bool:
+    """False for what MindFormers training checkpoints carry besides weights (optimizer moments, step, lr, ...)."""
+    if name in _TOP_LEVEL_BACK:
+        return True
+    return name.startswith("model.") and "freqs" not in name
+
+
 def to_canonical_name(name: str) -> str:
     if name in _TOP_LEVEL_BACK:
         return _TOP_LEVEL_BACK[name]
@@ -148,7 +155,7 @@ def _read_ckpt(path: Path) -> dict[str, tuple[np.ndarray, str]]:
 
     ms = require_mindspore()
     raw = ms.load_checkpoint(str(_single(path, ".ckpt")))
-    return {to_canonical_name(name): _ms_tensor_to_numpy(value) for name, value in raw.items()}
+    return {to_canonical_name(name): _ms_tensor_to_numpy(value) for name, value in raw.items() if is_model_tensor(name)}
 
 
 _ST_DTYPES = {"F32": (np.float32, "fp32"), "F16": (np.float16, "fp16"), "BF16": (np.uint16, "bf16")}
@@ -162,7 +169,7 @@ def _read_safetensors(path: Path) -> dict[str, tuple[np.ndarray, str]]:
     blob = np.memmap(file, dtype=np.uint8, mode="c")  # copy-on-write: writable views, file untouched
     out: dict[str, tuple[np.ndarray, str]] = {}
     for name, info in header.items():
-        if name == "__metadata__":
+        if name == "__metadata__" or not is_model_tensor(name):
             continue
         if info["dtype"] not in _ST_DTYPES:
             raise WeightsError(f"{file}: tensor {name!r} has dtype {info['dtype']}; only F32, F16 and BF16 are supported")

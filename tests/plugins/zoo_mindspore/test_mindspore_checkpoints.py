@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from mindspore_testing import tiny  # sets GLOG_v before MindSpore is imported
@@ -61,6 +62,27 @@ def test_seed_converter_names_on_disk(tmp_path: Path) -> None:
             "model.layers.0.attention_norm.weight", "model.layers.1.ffn_norm.weight"} <= names
     assert not any(name.startswith("layers.") or "self_attn" in name for name in names)
     assert checkpoints.read_config(tmp_path) == CONFIG
+
+
+def test_training_checkpoint_extras_are_skipped_and_unknown_weights_refused(tmp_path: Path) -> None:
+    """A MindFormers training .ckpt also holds optimizer moments, step and lr: reading keeps only the weights."""
+    import mindspore as ms
+
+    from codellama_zoo.errors import WeightsError
+    from zoo_mindspore import checkpoints
+
+    state = canonical_state(CONFIG, "fp32")
+    items = [{"name": checkpoints.to_seed_name(k), "data": ms.Tensor(v.numpy())} for k, v in state.items()]
+    extras = ["adam_m.model.layers.0.attention.wq.weight", "global_step", "learning_rate", "scale_sense",
+              "model.freqs_mgr.freqs_cos"]
+    items += [{"name": name, "data": ms.Tensor(np.ones((2,), np.float32))} for name in extras]
+    (tmp_path / "train").mkdir()
+    ms.save_checkpoint(items, str(tmp_path / "train" / "model.ckpt"))
+    assert_same(checkpoints.load_ckpt(tmp_path / "train"), state)
+    ms.save_checkpoint(items + [{"name": "model.layers.0.attention.bogus.weight", "data": ms.Tensor(np.ones(2))}],
+                       str(tmp_path / "train" / "model.ckpt"))
+    with pytest.raises(WeightsError, match="bogus"):
+        checkpoints.load_ckpt(tmp_path / "train")
 
 
 @pytest.mark.parametrize("kind", ["mindspore", "mindspore-safetensors"])
