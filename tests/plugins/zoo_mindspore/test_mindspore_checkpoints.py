@@ -144,6 +144,24 @@ def test_hf_to_mindspore_to_hf_is_bit_exact(tmp_path: Path, via: str) -> None:
     assert_same(original, back)
 
 
+def test_meta_checkpoints_convert_to_the_same_mindspore_tensors(tmp_path: Path) -> None:
+    """Meta's interleaved-RoPE shards -> MindSpore gives exactly what HF -> MindSpore gives (GQA wk permuted right)."""
+    pytest.importorskip("transformers")
+    from mindspore_testing import hf_model
+
+    from codellama_zoo.registry import get_registry
+    from zoo_mindspore import checkpoints
+
+    formats = get_registry().checkpoint_formats
+    if "hf" not in formats or "meta" not in formats:
+        pytest.skip("the hf / meta checkpoint formats are not in this checkout")
+    hf_model(CONFIG).save_pretrained(tmp_path / "hf")
+    _convert(tmp_path / "hf", tmp_path / "meta", "meta")
+    _convert(tmp_path / "meta", tmp_path / "from-meta", "mindspore")
+    _convert(tmp_path / "hf", tmp_path / "from-hf", "mindspore")
+    assert_same(checkpoints.load_ckpt(tmp_path / "from-meta"), checkpoints.load_ckpt(tmp_path / "from-hf"))
+
+
 def test_convert_to_mindspore_with_dtype(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
     from mindspore_testing import hf_model

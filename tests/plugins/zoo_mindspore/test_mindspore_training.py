@@ -216,11 +216,14 @@ def test_msrun_timeout_stops_the_job(dataset: Path, tmp_path: Path, monkeypatch:
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_two_worker_msrun_data_parallel_matches_one_process(dataset: Path, single_run: Any, tmp_path: Path) -> None:
-    from zoo_mindspore import checkpoints
+def test_two_worker_msrun_data_parallel_matches_one_process(
+    dataset: Path, single_run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zoo_mindspore import checkpoints, launcher
     from zoo_mindspore.training import train
 
     os.environ.setdefault("GLOG_v", "3")
+    monkeypatch.setenv(launcher.TIMEOUT_ENV, "300")  # a hung scheduler must not stall CI
     result = train(train_config(dataset, tmp_path / "dp2", data_parallel=2), quiet=True)
     assert result.world_size == 2 and result.steps == STEPS
     ranks = [json.loads((tmp_path / "dp2" / "ranks" / f"rank_{r}.json").read_text()) for r in range(2)]
