@@ -226,10 +226,42 @@ def build_model(cfg: TrainConfig, config: LlamaConfig, dtype: str, kind: str) ->
     return model
 
 
-class StepBuilder:
-    """The compiled training step and an uncompiled-loss evaluator over one model."""
+def pipeline_loss(model: Any, micro_batches: int) -> Any:
+    """The loss as a Cell split into micro batches for pipeline parallel (semi-auto, Ascend/GPU only).
 
-    def __init__(self, model: Any, optimizer: Any, world: int, max_grad_norm: float | None, data_parallel: bool):
+    Follows MindSpore's documented functional pipeline recipe (``parallel.nn.Pipeline``
+    around a loss Cell, ``PipelineGradReducer`` for the gradients); it cannot run on
+    CPU, so no test here exercises it.
+    """
+    from mindspore import nn
+
+    from zoo_mindspore.loss import token_loss_sum
+
+    class CausalLMLoss(nn.Cell):
+        def __init__(self, network: Any) -> None:
+            super().__init__(auto_prefix=False)
+            self.network = network
+
+        def construct(self, tokens: Any, targets: Any, scale: Any) -> Any:
+            return token_loss_sum(self.network(tokens), targets) * scale
+
+    try:
+        from mindspore.parallel.nn import Pipeline
+    except ImportError:  # older MindSpore
+        Pipeline = nn.PipelineCell  # noqa: N806
+    return Pipeline(CausalLMLoss(model), micro_batches)
+
+
+class StepBuilder:
+    """The compiled training step and an uncompiled-loss evaluator over one model.
+
+    Gradient reduction: data parallel averages with ``DistributedGradReducer``;
+    pipeline parallel accumulates micro batches with ``PipelineGradReducer``;
+    tensor parallel alone needs none (semi-auto parallel inserts the collectives).
+    """
+
+    def __init__(self, model: Any, optimizer: Any, world: int, max_grad_norm: float | None, data_parallel: bool,
+                 pipeline_micro_batches: int = 0):
         import mindspore as ms
         from mindspore import nn, ops
 
@@ -237,11 +269,18 @@ class StepBuilder:
 
         self.model, self.optimizer = model, optimizer
 
-        def forward(tokens: Any, targets: Any, scale: Any) -> Any:
-            return token_loss_sum(model(tokens), targets) * scale
+        if pipeline_micro_batches:
+            from mindspore.parallel.nn import PipelineGradReducer
 
+            ms.set_context(mode=ms.GRAPH_MODE)  # PipelineGradReducer requires graph mode
+            forward: Any = pipeline_loss(model, pipeline_micro_batches)
+            reducer: Any = PipelineGradReducer(optimizer.parameters)
+        else:
+            def forward(tokens: Any, targets: Any, scale: Any) -> Any:
+                return token_loss_sum(model(tokens), targets) * scale
+
+            reducer = nn.DistributedGradReducer(optimizer.parameters, mean=True, degree=world) if data_parallel else None
         grad_fn = ms.value_and_grad(forward, None, optimizer.parameters)
-        reducer = nn.DistributedGradReducer(optimizer.parameters, mean=True, degree=world) if data_parallel else None
 
         @ms.jit
         def step(tokens: Any, targets: Any, scale: Any) -> tuple[Any, Any]:
@@ -397,8 +436,8 @@ def _run(cfg: TrainConfig, config: LlamaConfig, plan: Any, kind: str, dtype: str
     optimizer = build_optimizer(model, cfg, rates)
     wrapper = cfg.runner_wrapper
     steps = StepBuilder(model, optimizer, world, wrapper.max_grad_norm if wrapper.use_clip_grad else None,
-                        dp > 1 and not plan.semi_auto)
-    all_reduce = ops.AllReduce() if plan.distributed else None
+                        dp > 1 and not plan.semi_auto, plan.micro_batch_num if plan.pipeline_stage > 1 else 0)
+    all_reduce = ops.AllReduce() if plan.distributed and not plan.semi_auto else None
     step = resume_from(cfg, output, model, optimizer)
 
     ckpt_cb = cfg.checkpoint_callback
@@ -418,9 +457,10 @@ def _run(cfg: TrainConfig, config: LlamaConfig, plan: Any, kind: str, dtype: str
     while step < end:
         global_indices = batches.global_indices(step)
         count = data.target_count(global_indices)
-        mine = batches.rank_indices(step, rank % dp)
+        # data parallel: each rank feeds its slice; semi-auto (full_batch): every rank feeds the global batch
+        mine = global_indices if plan.semi_auto else batches.rank_indices(step, rank % dp)
         tokens, targets = data.batch(mine)
-        scale = ms.Tensor(np.float32(world / max(count, 1)))
+        scale = ms.Tensor(np.float32((1 if plan.semi_auto else world) / max(count, 1)))
         loss, norm = steps.step(ms.Tensor(tokens), ms.Tensor(targets), scale)
         if all_reduce is not None:
             loss = all_reduce(loss) / world
