@@ -56,17 +56,6 @@ def canonical_shapes(config: Any) -> dict[str, tuple[int, ...]]:
     return shapes | {"norm.weight": (d,), "output.weight": (v, d)}
 
 
-def fuse_state(state: Mapping[str, Any], n_layers: int) -> dict[str, Any]:
-    """Canonical names -> the fused model's (``wqkv`` = wq|wk|wv rows, ``w13`` = w1|w3 rows)."""
-    out = dict(state)
-    for i in range(n_layers):
-        for fused, parts in _FUSED.items():
-            names = [f"layers.{i}.{part}.weight" for part in parts]
-            if all(name in out for name in names):
-                out[f"layers.{i}.{fused}.weight"] = np.concatenate([to_numpy(out.pop(name)) for name in names], 0)
-    return out
-
-
 def unfuse_state(state: Mapping[str, np.ndarray], config: Any) -> dict[str, np.ndarray]:
     """The fused model's names back to the canonical ones."""
     q, kv, f = config.n_heads * config.head_dim, config.kv_heads * config.head_dim, config.ffn_hidden
@@ -84,15 +73,27 @@ def unfuse_state(state: Mapping[str, np.ndarray], config: Any) -> dict[str, np.n
     return out
 
 
+def canonical_parts(name: str) -> list[str]:
+    """The canonical tensors a (possibly fused) parameter is made of, in row order."""
+    for fused, parts in _FUSED.items():
+        if name.endswith(f".{fused}.weight"):
+            prefix = name[: -len(f"{fused}.weight")]
+            return [f"{prefix}{part}.weight" for part in parts]
+    return [name]
+
+
 def load_into(model: Any, state: Mapping[str, Any], source: str = "weights") -> None:
-    """Copy ``state`` (canonical names) into ``model``'s parameters, casting to each parameter's dtype."""
+    """Copy ``state`` (canonical names) into ``model``'s parameters, casting to each parameter's dtype.
+
+    One parameter at a time (fused ones concatenated on the spot), so the peak
+    memory is the model plus one tensor, not two models.
+    """
     import mindspore as ms
 
-    if getattr(model, "fused", False):
-        state = fuse_state(state, model.config.n_layers)
     params = dict(model.parameters_and_names())
-    missing = sorted(set(params) - set(state))
-    unexpected = sorted(set(state) - set(params))
+    wanted = {part for name in params for part in canonical_parts(name)}
+    missing = sorted(wanted - set(state))
+    unexpected = sorted(set(state) - wanted)
     if missing or unexpected:
         raise WeightsError(
             f"{source} do not match the architecture: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
@@ -100,13 +101,15 @@ def load_into(model: Any, state: Mapping[str, Any], source: str = "weights") -> 
             "check that the checkpoint is a Llama checkpoint of this model size"
         )
     for name, param in params.items():
-        array = to_numpy(state[name])
+        parts = [to_numpy(state[part]) for part in canonical_parts(name)]
+        array = parts[0] if len(parts) == 1 else np.concatenate(parts, 0)
         if tuple(array.shape) != tuple(param.shape):
             raise WeightsError(
                 f"{source}: tensor {name!r} has shape {tuple(array.shape)}, the model expects "
                 f"{tuple(param.shape)}; the checkpoint is for a different configuration"
             )
         param.set_data(ms.Tensor(np.ascontiguousarray(array), dtype=param.dtype))
+        del parts, array
 
 
 def state_dict(model: Any) -> dict[str, np.ndarray]:
