@@ -4,15 +4,17 @@ Each measurement runs in a child process (``python -m zoo_torch.bench --child ..
 so that each model's peak RSS (VmHWM) is its own. Both children build the same
 random weights from the same seed (our model's :meth:`init_weights`; the
 transformers model gets those tensors under its names). Timings are the best of
-``repeats``:
+``repeats`` within a child, and of ``rounds`` children per model run alternately
+(the machine may be shared; the best run is the least disturbed one):
 
 * prefill: one forward over a ``(batch, prompt_len)`` prompt, logits of the last
   position only (transformers: ``logits_to_keep=1``, as ``generate`` does);
 * decode: ``new_tokens`` greedy steps after the prefill. Ours goes through the
   :class:`~codellama_zoo.runtime.LanguageModel` API (``decode`` with numpy logits
   and argmax, what ``zoo run``'s generators use). transformers: ``generate()``
-  (greedy, default dynamic cache) for ``new_tokens + 1`` tokens minus
-  ``generate()`` for 1 token, i.e. the decode steps alone.
+  (greedy, default dynamic cache) for ``new_tokens + 1`` tokens, timed from the
+  first to the last call of a logits processor, i.e. the ``new_tokens`` decode
+  steps alone, without the prefill.
 """
 
 from __future__ import annotations
@@ -151,26 +153,42 @@ def child_transformers(config: LlamaConfig, dtype: str, batch: int, prompt_len: 
     mask = torch.ones_like(ids)
     gen_kwargs = {"do_sample": False, "pad_token_id": 0, "eos_token_id": None, "attention_mask": mask}
 
+    class Stamp(transformers.LogitsProcessor):
+        """Called once per generated token, right after each forward: timestamps the decode steps."""
+
+        def __init__(self) -> None:
+            self.times: list[float] = []
+
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            self.times.append(time.perf_counter())
+            return scores
+
     @torch.inference_mode()
     def prefill() -> Any:
         return model(input_ids=ids, attention_mask=mask, use_cache=True, logits_to_keep=1).logits
 
     @torch.inference_mode()
-    def generate(n: int) -> Any:
-        return model.generate(ids, max_new_tokens=n, min_new_tokens=n, **gen_kwargs)
+    def generate(n: int) -> tuple[Any, float]:
+        stamp = Stamp()
+        out = model.generate(ids, max_new_tokens=n + 1, min_new_tokens=n + 1,
+                             logits_processor=transformers.LogitsProcessorList([stamp]), **gen_kwargs)
+        return out, stamp.times[-1] - stamp.times[0]  # the n decode steps after the prefill
 
     prefill()
     generate(2)  # warm-up
     t_prefill = _best(prefill, repeats)
-    t_one = _best(lambda: generate(1), repeats)
-    t_all = _best(lambda: generate(new_tokens + 1), repeats)
-    out = generate(new_tokens)
+    t_decode = float("inf")
+    out = None
+    for _ in range(repeats):
+        out, t = generate(new_tokens)
+        t_decode = min(t_decode, t)
+    assert out is not None
     return {
         "model": f"transformers {transformers.__version__} ({model.config._attn_implementation})",
         "prefill_tok_s": batch * prompt_len / t_prefill,
-        "decode_tok_s": batch * new_tokens / max(t_all - t_one, 1e-9),
+        "decode_tok_s": batch * new_tokens / t_decode,
         "peak_rss_bytes": _peak_rss(),
-        "tokens": out[0, prompt_len:].tolist(),
+        "tokens": out[0, prompt_len:prompt_len + new_tokens].tolist(),
         "threads": torch.get_num_threads(),
     }
 
@@ -192,7 +210,7 @@ def _fmt_mb(n: float) -> str:
 def run_bench(which: str = "all", dtype: str = "fp32", threads: int | None = None, batch: int = 1,
               prompt_len: int | None = None, new_tokens: int | None = None, repeats: int = 3,
               attention: str = "auto", use_compile: bool = False, with_transformers: bool = True,
-              echo: Callable[[str], Any] = print) -> list[dict[str, Any]]:
+              echo: Callable[[str], Any] = print, rounds: int = 2) -> list[dict[str, Any]]:
     """Run the benchmark for one or all configs; print a table per config; return the rows."""
     import torch
 
@@ -209,17 +227,29 @@ def run_bench(which: str = "all", dtype: str = "fp32", threads: int | None = Non
         echo(f"== {name}: dim={config.dim} layers={config.n_layers} heads={config.n_heads}/{config.kv_heads} "
              f"ffn={config.ffn_hidden} vocab={config.vocab_size} params={config.param_count() / 1e6:.1f}M "
              f"{dtype} threads={threads} batch={batch} prompt={p_len} new={n_new}")
-        rows = [_run_child(["ours", *common, "--attention", attention])]
+        variants = [["ours", *common, "--attention", attention]]
         if use_compile:
-            rows.append(_run_child(["ours", *common, "--attention", attention, "--compile"]))
+            variants.append(["ours", *common, "--attention", attention, "--compile"])
         if with_transformers:
-            rows.append(_run_child(["transformers", *common]))
+            variants.append(["transformers", *common])
+        # Rounds alternate the models, so that load from other processes hits both alike; each keeps its best.
+        rows: list[dict[str, Any]] = []
+        for _ in range(max(1, rounds)):
+            for i, args in enumerate(variants):
+                r = _run_child(args)
+                if len(rows) <= i:
+                    rows.append(r)
+                    continue
+                for key in ("prefill_tok_s", "decode_tok_s"):
+                    rows[i][key] = max(rows[i][key], r[key])
+                rows[i]["peak_rss_bytes"] = max(rows[i]["peak_rss_bytes"], r["peak_rss_bytes"])
         echo(f"  {'model':<44} {'prefill tok/s':>14} {'decode tok/s':>13} {'peak RSS':>11}")
         for r in rows:
             echo(f"  {r['model']:<44} {r['prefill_tok_s']:>14,.1f} {r['decode_tok_s']:>13,.1f} "
                  f"{_fmt_mb(r['peak_rss_bytes']):>11}")
         entry: dict[str, Any] = {"config": name, "dtype": dtype, "threads": threads, "batch": batch,
-                                 "prompt_len": p_len, "new_tokens": n_new, "rows": rows}
+                                 "prompt_len": p_len, "new_tokens": n_new, "rounds": rounds, "repeats": repeats,
+                                 "load_average": os.getloadavg()[0], "rows": rows}
         if with_transformers:
             ref = rows[-1]
             for r in rows[:-1]:

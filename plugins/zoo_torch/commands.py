@@ -131,14 +131,16 @@ def attention_command(device: str, as_json: bool) -> None:
 @click.option("--batch", type=int, default=1)
 @click.option("--prompt-len", type=int, default=None, help="Prompt length (default per config).")
 @click.option("--new-tokens", type=int, default=None, help="Decoded tokens (default per config).")
-@click.option("--repeats", type=int, default=3, help="Best of N timings.")
+@click.option("--repeats", type=int, default=3, help="Best of N timings within each run.")
+@click.option("--rounds", type=int, default=2, help="Run each model N times, alternating; keep each one's best.")
 @click.option("--attention", default="auto", help="Our attention implementation.")
-@click.option("--compile", "use_compile", is_flag=True, help="Also time our decode under torch.compile.")
+@click.option("--compile/--no-compile", "use_compile", default=True, show_default=True,
+              help="Also time our decode under torch.compile (compile time is not counted).")
 @click.option("--no-transformers", is_flag=True, help="Only our model.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write results here.")
 def bench_command(which: str, dtype: str, threads: int | None, batch: int, prompt_len: int | None,
-                  new_tokens: int | None, repeats: int, attention: str, use_compile: bool, no_transformers: bool,
-                  json_out: str | None) -> None:
+                  new_tokens: int | None, repeats: int, rounds: int, attention: str, use_compile: bool,
+                  no_transformers: bool, json_out: str | None) -> None:
     """Prefill/decode tokens/s and peak RSS: our torch model vs transformers.LlamaForCausalLM.
 
     Same random weights, dtype and threads; each model runs in its own child
@@ -148,7 +150,7 @@ def bench_command(which: str, dtype: str, threads: int | None, batch: int, promp
 
     results = run_bench(which=which, dtype=dtype, threads=threads, batch=batch, prompt_len=prompt_len,
                         new_tokens=new_tokens, repeats=repeats, attention=attention, use_compile=use_compile,
-                        with_transformers=not no_transformers, echo=click.echo)
+                        with_transformers=not no_transformers, echo=click.echo, rounds=rounds)
     if json_out:
         with open(json_out, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)

@@ -72,8 +72,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=dtype))
 
     def forward(self, x: Tensor) -> Tensor:
-        x32 = x.float()
-        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)  # x * rsqrt(mean(x^2) + eps), fp32
         return self.weight * normed.type_as(x)
 
 
@@ -84,18 +83,23 @@ def rope_inv_freq(config: LlamaConfig, device: torch.device | str | None = None)
 
 
 def rope_cos_sin(inv_freq: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
-    """cos/sin (B, 1, T, D) in fp32 for integer positions (B, T), rotate-half layout."""
+    """cos and *signed* sin (B, 1, T, D) in fp32 for integer positions (B, T), rotate-half layout.
+
+    The sin table carries rotate-half's sign (-sin on the first half), so that
+    :func:`apply_rope` needs one ``roll`` instead of split + negate + concatenate.
+    """
     freqs = positions[..., None].float() * inv_freq  # (B,T,D/2)
     emb = torch.cat((freqs, freqs), dim=-1)[:, None]  # (B,1,T,D)
-    return emb.cos(), emb.sin()
+    sin = emb.sin()
+    half = sin.shape[-1] // 2
+    return emb.cos(), torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate-half RoPE on x (B, heads, T, D), computed in fp32, returned in x's dtype."""
+    """Rotate-half RoPE on x (B, heads, T, D) in fp32, returned in x's dtype:
+    x * cos + rotate_half(x) * sin, with rotate_half(x) = [-x2, x1] = roll(x, D/2) * [-1.., +1..]."""
     x32 = x.float()
-    x1, x2 = x32.chunk(2, dim=-1)
-    rotated = torch.cat((-x2, x1), dim=-1)
-    return (x32 * cos + rotated * sin).type_as(x)
+    return (x32 * cos + torch.roll(x32, x.shape[-1] // 2, dims=-1) * sin).type_as(x)
 
 
 class KVCache(nn.Module):
@@ -147,7 +151,9 @@ class Attention(nn.Module):
         if input_pos is not None:
             if self.kv_cache is None:
                 raise RuntimeError("input_pos given but no KV cache: call model.setup_caches(max_batch, max_seq) first")
-            k, v = self.kv_cache.update(input_pos, k, v, kv_len)  # (B,K,L,D)
+            k_all, v_all = self.kv_cache.update(input_pos, k, v, kv_len)  # (B,K,L,D)
+            if mask is not None:  # else: a prefill from slot 0 without padding, causal over k/v themselves
+                k, v = k_all, v_all
         out = self.attention_fn(q, k, v, mask, self.scale)  # (B,H,T,D)
         return self.wo(out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
 
@@ -305,7 +311,7 @@ class Transformer(nn.Module):
         return mask[:, None], positions  # (B,1,T,T)
 
     def _cached_mask(self, tokens: Tensor, attention_mask: Tensor | None, input_pos: Tensor,
-                     kv_len: int | None) -> tuple[Tensor, Tensor]:
+                     kv_len: int | None) -> tuple[Tensor | None, Tensor]:
         if not self.max_batch:
             raise RuntimeError("no KV cache: call model.setup_caches(max_batch, max_seq) first")
         b, t = tokens.shape
@@ -321,6 +327,10 @@ class Transformer(nn.Module):
             counts = valid.long()
             positions = next_pos[:, None] + counts.cumsum(-1) - counts  # (B,T)
             next_pos += counts.sum(-1)
+        if kv_len == t and (attention_mask is None or bool(valid.all())):
+            # Prefill of slots [0, T) with no padding: plain causal attention (mask None) over the new keys,
+            # which lets SDPA use its causal kernels.
+            return None, positions
         slots = self.slots if kv_len is None else self.slots[:kv_len]  # (L,)
         keys_valid = cache_valid if kv_len is None else cache_valid[:, :kv_len]  # (B,L)
         causal = slots[None, :] <= input_pos[:, None]  # (T,L)

@@ -96,7 +96,8 @@ def test_attention_command() -> None:
 def test_bench_runs_on_a_micro_config(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
     out_json = tmp_path / "bench.json"
-    code, out = _zoo("bench", "--config", "micro", "--repeats", "1", "--threads", "1", "--json", str(out_json))
+    code, out = _zoo("bench", "--config", "micro", "--repeats", "1", "--rounds", "1", "--threads", "1", "--no-compile",
+                     "--json", str(out_json))
     assert code == 0, out
     assert "zoo_torch (sdpa)" in out and "transformers" in out and "decode" in out
     results = json.loads(out_json.read_text())
