@@ -53,9 +53,9 @@ def test_python_variants_keep_llama2_vocab_and_cannot_infill() -> None:
 
 
 def test_capabilities_are_data() -> None:
-    infill = {s.name for s in codellama_zoo.models(capability="infill")}
+    infill = {s.name for s in codellama_zoo.models(family="codellama", capability="infill")}
     assert infill == {"codellama-7b", "codellama-7b-instruct", "codellama-13b", "codellama-13b-instruct"}
-    chat = {s.name for s in codellama_zoo.models(capability="chat")}
+    chat = {s.name for s in codellama_zoo.models(family="codellama", capability="chat")}
     assert chat == {f"codellama-{s}-instruct" for s in ("7b", "13b", "34b", "70b")}
     assert codellama_zoo.get_model_spec("codellama-70b-instruct").prompt_format == "codellama-70b-instruct"
     assert codellama_zoo.get_model_spec("codellama-34b-instruct").prompt_format == "codellama-instruct"
