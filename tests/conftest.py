@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from codellama_zoo import plugins
+from shared_assets import ASSETS, ROOT, asset
 
-ROOT = Path(__file__).resolve().parents[1]
-ASSETS = Path(os.environ.get("ZOO_SHARED_ASSETS", ROOT.parent / "shared" / "assets"))
-
-
-def asset(relative: str) -> Path:
-    """Path of a file in ../shared/assets, skipping the test when it is absent."""
-    path = ASSETS / relative
-    if not path.exists():
-        pytest.skip(f"shared asset {relative} not found under {ASSETS} (set ZOO_SHARED_ASSETS to its folder)")
-    return path
+__all__ = ["ASSETS", "ROOT", "asset"]
 
 
 @pytest.fixture(autouse=True)

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from codellama_vocab import codellama_tokenizer_model
+from shared_assets import asset
 from zoo_datasets.tokenizer import SentencePieceTokenizer
 
 __all__ = ["codellama_tokenizer_model"]
 
-_ASSETS = Path(os.environ.get("ZOO_SHARED_ASSETS", Path(__file__).resolve().parents[3].parent / "shared" / "assets"))
-
-
-def shared_asset(relative: str) -> Path:
-    """A file under ../shared/assets; the test skips when it is absent (as on a user's machine)."""
-    path = _ASSETS / relative
-    if not path.exists():
-        pytest.skip(f"shared asset {relative} not found under {_ASSETS} (set ZOO_SHARED_ASSETS)")
-    return path
+shared_asset = asset
 
 
 @pytest.fixture(scope="module")

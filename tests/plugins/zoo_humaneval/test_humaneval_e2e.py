@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "e2e"))
 from tiny_zoo import BUILTINS, TinyModels, write_checkpoint  # noqa: E402
 
 from codellama_vocab import build_codellama_model  # noqa: E402
-from conftest import asset  # noqa: E402
+from shared_assets import asset  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

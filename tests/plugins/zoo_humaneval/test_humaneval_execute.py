@@ -11,7 +11,7 @@ from humaneval_helpers import write_samples
 
 from codellama_zoo.cli import cli
 from codellama_zoo.errors import UsageError
-from conftest import asset
+from shared_assets import asset
 from zoo_humaneval.execute import execute_samples
 from zoo_humaneval.problems import load_humaneval, load_infilling
 from zoo_humaneval.records import read_records

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from codellama_zoo.cli import cli
 from codellama_zoo.errors import CapabilityError
 from codellama_zoo.registry import get_registry
-from conftest import asset
+from shared_assets import asset
 from zoo_humaneval import evaluate
 from zoo_humaneval.generate import GenerationOptions, generate_completions
 from zoo_humaneval.problems import load_humaneval, load_infilling

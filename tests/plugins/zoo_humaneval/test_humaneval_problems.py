@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from codellama_zoo.errors import UsageError
-from conftest import asset
+from shared_assets import asset
 from zoo_humaneval.problems import (
     INFILLING_SPLITS,
     detect_benchmark,

@@ -111,14 +111,7 @@ def greedy(lm: Any, ids: np.ndarray, mask: np.ndarray, steps: int) -> np.ndarray
 
 
 def shared_asset(relative: str) -> Any:
-    """A file from ../shared/assets (or $ZOO_SHARED_ASSETS), skipping the test when absent."""
-    from pathlib import Path
+    """A file from ../shared/assets, skipping the test when absent."""
+    from shared_assets import asset
 
-    import pytest
-
-    root = Path(__file__).resolve().parents[3]
-    folder = Path(os.environ.get("ZOO_SHARED_ASSETS", root.parent / "shared" / "assets"))
-    path = folder / relative
-    if not path.exists():
-        pytest.skip(f"shared asset {relative} not found under {folder} (set ZOO_SHARED_ASSETS to its folder)")
-    return path
+    return asset(relative)
