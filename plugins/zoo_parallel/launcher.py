@@ -160,10 +160,14 @@ def _log_tail(path: Path, lines: int = 8) -> str:
 
 def _describe_failure(exc: Any, log_root: Path | None, options: LaunchOptions) -> LaunchError:
     failures = dict(exc.failures)
-    # The root cause is the rank that failed by itself, not the ones the agent stopped afterwards.
-    own = {r: f for r, f in failures.items() if f.exitcode is not None and f.exitcode > 0}
-    pool = own or failures
-    rank, failure = min(pool.items(), key=lambda item: (_collateral(_error_text(item[1])), item[1].timestamp, item[0]))
+    # The root cause is the rank that failed by itself, not the ones that failed because a peer
+    # vanished or that the agent stopped afterwards (a rank may be stopped while it is still
+    # shutting down after its own error, so a signal exit does not rule a rank out).
+    def secondary(failure: Any) -> tuple[bool, bool]:
+        text = _error_text(failure)
+        return _collateral(text), text.startswith("exit code") or text.startswith("Signals.")
+
+    rank, failure = min(failures.items(), key=lambda item: (*secondary(item[1]), item[1].timestamp, item[0]))
     error = _error_text(failure)
     where = ""
     if log_root is not None:

@@ -67,8 +67,13 @@ def main(argv: list[str] | None = None) -> None:
         else:
             payload = json.loads(args[2]) if len(args) > 2 else {}
             call_function(args[1], payload)
-    except BaseException:
+    except BaseException as exc:
         print(f"zoo worker rank {rank()}/{world_size()} failed", file=sys.stderr)
+        # Write the error file now, before the (possibly slow) shutdown: if the
+        # agent stops this rank meanwhile, the launcher still learns why it failed.
+        from torch.distributed.elastic.multiprocessing.errors import get_error_handler
+
+        get_error_handler().record_exception(exc)
         raise
     finally:
         shutdown_distributed()
