@@ -31,19 +31,23 @@ DISTRIBUTION = "codellama-zoo"
 
 # Module paths of the built-in plugins, in registration order.
 BUILTIN_PLUGINS: tuple[str, ...] = (
+    # model families
     "zoo_codellama.plugin",
-    "zoo_humaneval.plugin",
     "zoo_codellama.chat",
-    "zoo_sentencepiece.plugin",
-    "zoo_generators.plugin",
-    "zoo_infill.plugin",
+    "zoo_codelet.plugin",
+    # runtimes and kernels
     "zoo_torch.plugin",
     "zoo_flash_attention.plugin",
     "zoo_mindspore.plugin",
+    # text in, text out
+    "zoo_sentencepiece.plugin",
+    "zoo_sentencepiece.commands",
+    "zoo_infill.plugin",
+    "zoo_generators.plugin",
+    # training, scale-out, evaluation
     "zoo_datasets.plugin",
     "zoo_parallel.plugin",
-    "zoo_sentencepiece.commands",
-    "zoo_codelet.plugin",
+    "zoo_humaneval.plugin",
 )
 
 
