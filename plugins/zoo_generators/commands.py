@@ -27,6 +27,14 @@ def _echo_stream(pieces: Iterator[str], before: str = "", after: str = "") -> st
     return "".join(out)
 
 
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+
+
+def _unescape(text: str) -> str:
+    """``\\n``, ``\\t``, ``\\r`` and ``\\\\`` typed on a command line, as the characters."""
+    return re.sub(r"\\([ntr\\])", lambda m: _ESCAPES[m.group(1)], text)
+
+
 def _read_prompt(prompt: str | None, file: Path | None) -> str | None:
     from codellama_zoo.errors import UsageError
 
@@ -122,6 +130,8 @@ def _read_turn(interactive: bool) -> str:
 @click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
 @click.option("--attention", default="auto", show_default=True, help="Attention kernel: eager, sdpa, flash, ... (auto).")
 @click.option("--echo", is_flag=True, help="Print the prompt (for infill: prefix and suffix) around the generated text.")
+@click.option("--escape/--no-escape", default=True, show_default=True,
+              help="Turn \\n, \\t and \\\\ in PROMPT, --prefix, --suffix and --system into newline, tab, backslash.")
 @click.option("--quiet", "-q", is_flag=True, help="No loading messages.")
 def run_command(
     model: str | None,
@@ -135,6 +145,7 @@ def run_command(
     chat: bool | None,
     system: str | None,
     echo: bool,
+    escape: bool,
     quiet: bool,
     backend: str,
     device: str,
@@ -164,6 +175,10 @@ def run_command(
         model, prompt = None, model  # `zoo run "def f(x):"`: a prompt for the default model
     if model is None and weights is None:
         model = DEFAULT_MODEL
+    if escape:  # as llama.cpp does: code on a command line needs newlines
+        if prompt is not None and prompt != "-":
+            prompt = _unescape(prompt)
+        prefix, suffix, system = (None if t is None else _unescape(t) for t in (prefix, suffix, system))
     if prefix is not None or suffix is not None:
         infill = True
     if model is not None and (infill or chat):  # refuse before looking for any weights
