@@ -174,8 +174,8 @@ class FeedForward(nn.Cell):
 
     def construct(self, x: Tensor) -> Tensor:
         if self.fused:
-            gate_up = self.w13(x)
-            return self.w2(ops.silu(gate_up[..., : self.hidden]) * gate_up[..., self.hidden :])
+            gate, up = ops.split(self.w13(x), self.hidden, -1)  # one Split kernel, not two slices
+            return self.w2(ops.silu(gate) * up)
         return self.w2(ops.silu(self.w1(x)) * self.w3(x))
 
 
@@ -259,4 +259,5 @@ class CachedStep(nn.Cell):
     def construct(self, tokens: Tensor, positions: Tensor, mask: Tensor, index: Tensor) -> Tensor:
         """tokens/positions (B,T) int32, mask (B,T,L) fp32 additive, index (B,K,T,3) -> (B,V) fp32."""
         h = self.model.hidden(tokens, positions, mask, self.caches, index)
-        return cast(self.model.output(h[:, -1, :]), ms.float32)
+        last = h.reshape(h.shape[0], h.shape[2]) if h.shape[1] == 1 else h[:, -1, :]  # decode: no slice kernel
+        return cast(self.model.output(last), ms.float32)
