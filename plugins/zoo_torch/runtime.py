@@ -21,6 +21,7 @@ import torch
 from codellama_zoo.errors import BackendUnavailableError, UsageError, WeightsError
 from codellama_zoo.specs import LlamaConfig
 from zoo_torch.checkpoints import check_state_dict, load_state_dict, torch_dtype
+from zoo_torch.decode import DecodePlan
 from zoo_torch.model import Transformer
 
 log = logging.getLogger("zoo_torch")
@@ -110,18 +111,16 @@ class TorchLanguageModel:
         self.load_stats: dict[str, Any] = {}
         self._cur = 0  # next free cache slot
         self._batch = 0
-        self._decode_fn = self._decode_step
-        if compile:
-            # CUDA: CUDA graphs over the static cache remove the per-token launch overhead. CPU: inductor
-            # fuses the element-wise ops (slow to compile; rarely faster than eager for small models).
-            mode = "reduce-overhead" if device.startswith("cuda") else None
-            self._decode_fn = torch.compile(self._decode_step, dynamic=False, fullgraph=True, mode=mode)
+        self._plan: DecodePlan | None = None  # fused decode weights, built at the first decode
+        self._decode_fn: Any = None
 
     # -- LanguageModel ------------------------------------------------------
     def start(self, batch_size: int, max_len: int) -> None:
         if batch_size <= 0 or max_len <= 0:
             raise UsageError(f"start() needs a positive batch size and length, got {batch_size} and {max_len}")
         self.model.setup_caches(batch_size, max_len)
+        if self._plan is not None:
+            self._plan.ensure_rope(self.model.max_seq)
         self._cur = 0
         self._batch = batch_size
 
@@ -158,15 +157,25 @@ class TorchLanguageModel:
         return logits.cpu().numpy()
 
     # -- torch-side fast paths ---------------------------------------------
-    def _decode_step(self, tokens: torch.Tensor, input_pos: torch.Tensor, kv_len: int | None) -> torch.Tensor:
-        return self.model(tokens, None, input_pos=input_pos, kv_len=kv_len)[:, -1]
+    def _decoder(self) -> Any:
+        """The decode step (built on first use: fusing weights is wasted on prefill-only use)."""
+        if self._decode_fn is None:
+            self._plan = DecodePlan(self.model)
+            self._plan.ensure_rope(self.model.max_seq)
+            self._decode_fn = self._plan.step
+            if self.compiled:
+                # CUDA: CUDA graphs over the static cache remove the per-token launch overhead. CPU: inductor
+                # fuses the element-wise ops of the whole step into a few kernels.
+                mode = "reduce-overhead" if self.device.startswith("cuda") else None
+                self._decode_fn = torch.compile(self._plan.step, dynamic=False, fullgraph=True, mode=mode)
+        return self._decode_fn
 
     def _decode_tensor(self, tokens: torch.Tensor) -> torch.Tensor:
         """Decode one token per row, ``tokens`` (B, 1) on the device; logits (B, V) fp32 on the device."""
         input_pos = self.model.slots[self._cur:self._cur + 1]
         # Compiled: attend over the whole static cache (fixed shapes); eager: only the used slots.
         kv_len = None if self.compiled else self._cur + 1
-        logits = self._decode_fn(tokens, input_pos, kv_len)
+        logits = self._decoder()(tokens, input_pos, kv_len)
         self._cur += 1
         return logits
 
