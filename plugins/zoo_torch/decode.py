@@ -2,8 +2,8 @@
 
 At batch 1 and small widths a decode step is dominated by per-op overhead, not
 arithmetic. This step does the same math as ``model(tokens, input_pos=[t])``
-with fewer ops: q/k/v and w1/w3 run as one matmul each (fused once; the model's
-``wq``/``wk``/``wv``/``w1``/``w3`` parameters become views of the fused tensors,
+with fewer ops: q/k/v and w1/w3 run as one matmul each, every weight is stored
+transposed (fused once; the model's ``nn.Linear`` weights become views of the fused tensors,
 so no weight is stored twice and names/state dicts stay canonical), RoPE rows
 come from a table computed once, and the attention mask is the cache's
 slot-validity row itself (for a single new token every earlier slot is causal).
@@ -18,13 +18,18 @@ from torch import Tensor, nn
 from zoo_torch.model import Transformer, apply_rope, rope_cos_sin
 
 
-def _fuse(linears: list[nn.Linear]) -> Tensor:
-    """Concatenate the linears' weights along the output dim; each weight becomes a view of the result."""
-    fused = torch.cat([lin.weight.detach() for lin in linears], dim=0)
+def _fuse(*linears: nn.Linear) -> Tensor:
+    """The linears' weights transposed and concatenated, (in, sum of outs) contiguous; each
+    weight becomes a (transposed) view of it, so nothing is stored twice.
+
+    ``x @ Wt`` with Wt (in, out) row-major is ~15% faster than ``F.linear(x, W)`` for one row
+    on CPU (MKL's gemv reads the weight in its storage order).
+    """
+    fused = torch.cat([lin.weight.detach().t() for lin in linears], dim=1).contiguous()
     start = 0
     for lin in linears:
         n = lin.weight.shape[0]
-        lin.weight = nn.Parameter(fused[start:start + n], requires_grad=lin.weight.requires_grad)
+        lin.weight = nn.Parameter(fused[:, start:start + n].t(), requires_grad=lin.weight.requires_grad)
         start += n
     return fused
 
@@ -44,9 +49,10 @@ class DecodePlan:
             for layer in model.layers:
                 a, f = layer.attention, layer.feed_forward  # type: ignore[union-attr]
                 self.layers.append((
-                    layer.attention_norm.weight, _fuse([a.wq, a.wk, a.wv]), a.wo.weight,  # type: ignore[union-attr]
-                    layer.ffn_norm.weight, _fuse([f.w1, f.w3]), f.w2.weight,  # type: ignore[union-attr]
+                    layer.attention_norm.weight, _fuse(a.wq, a.wk, a.wv), _fuse(a.wo),  # type: ignore[union-attr]
+                    layer.ffn_norm.weight, _fuse(f.w1, f.w3), _fuse(f.w2),  # type: ignore[union-attr]
                 ))
+            self.output_t = _fuse(model.output)
         self.rope_len = 0
         self.cos = self.sin = torch.zeros(0)
 
@@ -81,13 +87,13 @@ class DecodePlan:
         x = F.embedding(tokens, m.tok_embeddings.weight)  # (B,1,C)
         for layer, (an, wqkv, wo, fn, w13, w2) in zip(m.layers, self.layers, strict=True):
             attn = layer.attention  # type: ignore[union-attr]
-            qkv = F.linear(self._norm(x, an), wqkv)
+            qkv = self._norm(x, an) @ wqkv
             q, k, v = qkv.split((self.q_size, self.kv_size, self.kv_size), dim=-1)
             q = apply_rope(q.view(b, 1, h, d).transpose(1, 2), cos, sin)
             k = apply_rope(k.view(b, 1, kvh, d).transpose(1, 2), cos, sin)
             k_all, v_all = attn.kv_cache.update(input_pos, k, v.view(b, 1, kvh, d).transpose(1, 2), kv_len)
             out = attn.attention_fn(q, k_all, v_all, mask, self.scale)  # (B,H,1,D)
-            x = x + F.linear(out.transpose(1, 2).reshape(b, 1, h * d), wo)
-            gate, up = F.linear(self._norm(x, fn), w13).split((self.ffn, self.ffn), dim=-1)
-            x = x + F.linear(F.silu(gate) * up, w2)
-        return F.linear(self._norm(x, m.norm.weight), m.output.weight).float()[:, -1]
+            x = x + out.transpose(1, 2).reshape(b, 1, h * d) @ wo
+            gate, up = (self._norm(x, fn) @ w13).split((self.ffn, self.ffn), dim=-1)
+            x = x + (F.silu(gate) * up) @ w2
+        return (self._norm(x, m.norm.weight) @ self.output_t).float()[:, -1]
