@@ -5,7 +5,7 @@ arithmetic. This step does the same math as ``model(tokens, input_pos=[t])``
 with fewer ops: q/k/v and w1/w3 run as one matmul each, every weight is stored
 transposed (fused once; the model's ``nn.Linear`` weights become views of the fused tensors,
 so no weight is stored twice and names/state dicts stay canonical), RoPE rows
-come from a table computed once, and the attention mask is the cache's
+come from a table computed once and rotate q and k heads together, and the attention mask is the cache's
 slot-validity row itself (for a single new token every earlier slot is causal).
 """
 
@@ -88,9 +88,9 @@ class DecodePlan:
         for layer, (an, wqkv, wo, fn, w13, w2) in zip(m.layers, self.layers, strict=True):
             attn = layer.attention  # type: ignore[union-attr]
             qkv = self._norm(x, an) @ wqkv
-            q, k, v = qkv.split((self.q_size, self.kv_size, self.kv_size), dim=-1)
-            q = apply_rope(q.view(b, 1, h, d).transpose(1, 2), cos, sin)
-            k = apply_rope(k.view(b, 1, kvh, d).transpose(1, 2), cos, sin)
+            qk, v = qkv.split((self.q_size + self.kv_size, self.kv_size), dim=-1)
+            qk = apply_rope(qk.view(b, 1, h + kvh, d).transpose(1, 2), cos, sin)  # q and k heads in one go
+            q, k = qk.split((h, kvh), dim=1)
             k_all, v_all = attn.kv_cache.update(input_pos, k, v.view(b, 1, kvh, d).transpose(1, 2), kv_len)
             out = attn.attention_fn(q, k_all, v_all, mask, self.scale)  # (B,H,1,D)
             x = x + out.transpose(1, 2).reshape(b, 1, h * d) @ wo
