@@ -34,6 +34,7 @@ def shard_language_model(lm: Any, device: Any = None) -> Any:
     device = torch.device(device) if device is not None else torch.device(lm.device)
     mesh = init_device_mesh(device.type, (world,), mesh_dim_names=("mp",))
     apply_tensor_parallel(model, mesh, plan, src_data_rank=None)  # every rank read the same checkpoint
+    lm.fused_decode = False  # the torch backend's fused decode step cannot re-pack DTensor shards
     model.init_rope(device)
     lm.device = str(device)
     _shard_kv_cache(model)

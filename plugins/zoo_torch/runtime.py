@@ -112,6 +112,7 @@ class TorchLanguageModel:
         self._cur = 0  # next free cache slot
         self._batch = 0
         self._plan: DecodePlan | None = None  # fused decode weights, built at the first decode
+        self.fused_decode = True  # False: decode through the model's own forward (sharded models)
         self._decode_fn: Any = None
 
     # -- LanguageModel ------------------------------------------------------
@@ -159,6 +160,10 @@ class TorchLanguageModel:
     # -- torch-side fast paths ---------------------------------------------
     def _decoder(self) -> Any:
         """The decode step (built on first use: fusing weights is wasted on prefill-only use)."""
+        if self._decode_fn is None and not self.fused_decode:
+            # A model whose modules another plugin transformed (e.g. tensor-parallel DTensor shards)
+            # keeps its own forward: the lean step would re-pack weights it does not own.
+            self._decode_fn = self._module_step
         if self._decode_fn is None:
             self._plan = DecodePlan(self.model)
             self._plan.ensure_rope(self.model.max_seq)
@@ -169,6 +174,9 @@ class TorchLanguageModel:
                 mode = "reduce-overhead" if self.device.startswith("cuda") else None
                 self._decode_fn = torch.compile(self._plan.step, dynamic=False, fullgraph=True, mode=mode)
         return self._decode_fn
+
+    def _module_step(self, tokens: torch.Tensor, input_pos: torch.Tensor, kv_len: int | None) -> torch.Tensor:
+        return self.model(tokens, None, input_pos=input_pos, kv_len=kv_len)[:, -1]
 
     def _decode_tensor(self, tokens: torch.Tensor) -> torch.Tensor:
         """Decode one token per row, ``tokens`` (B, 1) on the device; logits (B, V) fp32 on the device."""
