@@ -76,6 +76,19 @@ def _finish(output: Path, samples: Path, problems: dict[str, Problem], total: in
     return summary
 
 
+def _checked_name(model: str | Any, capability: str) -> str:
+    """The model's display name; a registered name lacking ``capability`` is refused before any loading."""
+    if isinstance(model, str):
+        check_capabilities(model, (capability,))
+        return model
+    return str(getattr(model, "name", type(model).__name__))
+
+
+def _loaded(model: str | Any, load: LoadOptions | None) -> Any:
+    """A registered name is loaded here; an already loaded model object is used as it is."""
+    return load_model(model, load or LoadOptions()) if isinstance(model, str) else model
+
+
 def run_humaneval(
     model: str | Any,
     *,
@@ -94,10 +107,8 @@ def run_humaneval(
     problems = _limit(load_humaneval(), limit)
     output = Path(output)
     samples = output / "samples.jsonl"
-    name = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
-    if isinstance(model, str):
-        check_capabilities(model, ("completion",))
-        model = load_model(model, load or LoadOptions())
+    name = _checked_name(model, "completion")
+    model = _loaded(model, load)
     generate_completions(model, problems, samples, n_samples, options, quiet)
     meta = {"benchmark": "humaneval", "model": name, "n_samples": n_samples, **attrs.asdict(options)}
     return _finish(output, samples, problems, len(problems), workers, limits or SandboxLimits(), quiet, meta, ks)
@@ -120,14 +131,11 @@ def run_humaneval_infilling(
 ) -> dict[str, Any]:
     """HumanEval-infilling on one split; an infill-incapable model is refused before loading."""
     options = options or GenerationOptions()
-    name = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
-    if isinstance(model, str):
-        check_capabilities(model, ("infill",))
+    name = _checked_name(model, "infill")
     problems = _limit(load_infilling(split, data_dir), limit)
     output = Path(output)
     samples = output / "samples.jsonl"
-    if isinstance(model, str):
-        model = load_model(model, load or LoadOptions())
+    model = _loaded(model, load)
     generate_infills(model, problems, samples, split, n_samples, options, quiet)
     meta = {"benchmark": f"humaneval-infilling:{split}", "model": name, "n_samples": n_samples,
             **attrs.asdict(options)}
