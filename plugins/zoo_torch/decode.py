@@ -11,6 +11,8 @@ slot-validity row itself (for a single new token every earlier slot is causal).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -45,12 +47,13 @@ class DecodePlan:
         self.eps = cfg.norm_eps
         self.scale = 1.0 / (cfg.head_dim ** 0.5)
         with torch.no_grad():
-            self.layers = []
-            for layer in model.layers:
-                a, f = layer.attention, layer.feed_forward  # type: ignore[union-attr]
+            self.layers: list[tuple[torch.Tensor, ...]] = []
+            for block in model.layers:
+                layer: Any = block  # ModuleList items are typed as Module
+                a, f = layer.attention, layer.feed_forward
                 self.layers.append((
-                    layer.attention_norm.weight, _fuse(a.wq, a.wk, a.wv), _fuse(a.wo),  # type: ignore[union-attr]
-                    layer.ffn_norm.weight, _fuse(f.w1, f.w3), _fuse(f.w2),  # type: ignore[union-attr]
+                    layer.attention_norm.weight, _fuse(a.wq, a.wk, a.wv), _fuse(a.wo),
+                    layer.ffn_norm.weight, _fuse(f.w1, f.w3), _fuse(f.w2),
                 ))
             self.output_t = _fuse(model.output)
         self.rope_len = 0
@@ -85,8 +88,8 @@ class DecodePlan:
         keys_valid = cache_valid if kv_len is None else cache_valid[:, :kv_len]
         mask = keys_valid[:, None, None, :]  # (B,1,1,L): earlier slots are all causal for one new token
         x = F.embedding(tokens, m.tok_embeddings.weight)  # (B,1,C)
-        for layer, (an, wqkv, wo, fn, w13, w2) in zip(m.layers, self.layers, strict=True):
-            attn = layer.attention  # type: ignore[union-attr]
+        for block, (an, wqkv, wo, fn, w13, w2) in zip(m.layers, self.layers, strict=True):
+            attn: Any = block.attention
             qkv = self._norm(x, an) @ wqkv
             qk, v = qkv.split((self.q_size + self.kv_size, self.kv_size), dim=-1)
             qk = apply_rope(qk.view(b, 1, h + kvh, d).transpose(1, 2), cos, sin)  # q and k heads in one go
