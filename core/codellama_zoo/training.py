@@ -366,6 +366,53 @@ def run_training(cfg: TrainConfig, *, stop_after: int | None = None, quiet: bool
     return backend.train(cfg, stop_after=stop_after, quiet=quiet)
 
 
+def _optional_path(value: Any) -> Path | None:
+    return None if value is None else Path(value)
+
+
+@attrs.frozen
+class TrainResult:
+    """What a training run did, whatever the backend; ``zoo train`` prints :meth:`summary`."""
+
+    steps: int
+    total_steps: int
+    tokens: int
+    first_loss: float | None
+    final_loss: float | None
+    initial_eval_loss: float | None
+    eval_loss: float | None
+    output_dir: Path = attrs.field(converter=Path)
+    checkpoint: Path | None = attrs.field(converter=_optional_path)
+    weights: Path | None = attrs.field(converter=_optional_path)
+    metrics_file: Path = attrs.field(converter=Path)
+    backend: str = "torch"
+    world_size: int = 1
+    weights_digest: str = ""
+
+    def summary(self) -> str:
+        head = f"trained {self.steps}/{self.total_steps} steps ({self.tokens:,} tokens)"
+        if self.backend != "torch":
+            head += f" on {self.backend}"
+        if self.world_size > 1:
+            head += f" x {self.world_size} workers"
+        parts = [head]
+        if self.first_loss is not None and self.final_loss is not None:
+            parts.append(f"loss {self.first_loss:.4f} -> {self.final_loss:.4f}")
+        if self.eval_loss is not None:
+            start = f"{self.initial_eval_loss:.4f} -> " if self.initial_eval_loss is not None else ""
+            parts.append(f"eval loss {start}{self.eval_loss:.4f}")
+        if self.checkpoint is not None:
+            parts.append(f"checkpoint {self.checkpoint}")
+        if self.weights is not None:
+            parts.append(f"weights {self.weights}")
+        parts.append(f"metrics {self.metrics_file}")
+        return "; ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON-ready fields (paths as strings), e.g. for a launcher to hand back."""
+        return attrs.asdict(self, value_serializer=lambda _inst, _field, v: str(v) if isinstance(v, Path) else v)
+
+
 @click.command("train")
 @click.argument("config", type=click.Path(path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",

@@ -35,44 +35,11 @@ import numpy as np
 
 from codellama_zoo.errors import ConfigError, UsageError
 from codellama_zoo.specs import LlamaConfig
-from codellama_zoo.training import IGNORE_INDEX, TrainConfig
+from codellama_zoo.training import IGNORE_INDEX, TrainConfig, TrainResult
 
 log = logging.getLogger(__name__)
 RESULT_FILE = "train_result.json"
 OPTIMIZER_FILE = "optimizer/optimizer.ckpt"  # beside model.ckpt, in its own folder (one .ckpt per folder)
-
-
-@attrs.frozen
-class TrainResult:
-    """What a run did; ``zoo train`` prints :meth:`summary`."""
-
-    steps: int
-    total_steps: int
-    tokens: int
-    first_loss: float | None
-    final_loss: float | None
-    eval_loss: float | None
-    output_dir: str
-    checkpoint: str | None
-    weights: str | None
-    metrics_file: str
-    world_size: int = 1
-    weights_digest: str = ""
-
-    def summary(self) -> str:
-        parts = [f"trained {self.steps}/{self.total_steps} steps ({self.tokens:,} tokens) on MindSpore"]
-        if self.world_size > 1:
-            parts[0] += f" x {self.world_size} workers"
-        if self.first_loss is not None and self.final_loss is not None:
-            parts.append(f"loss {self.first_loss:.4f} -> {self.final_loss:.4f}")
-        if self.eval_loss is not None:
-            parts.append(f"eval loss {self.eval_loss:.4f}")
-        if self.checkpoint:
-            parts.append(f"checkpoint {self.checkpoint}")
-        if self.weights:
-            parts.append(f"weights {self.weights}")
-        parts.append(f"metrics {self.metrics_file}")
-        return "; ".join(parts)
 
 
 # -- configuration ----------------------------------------------------------------------
@@ -507,7 +474,7 @@ def _run(cfg: TrainConfig, config: LlamaConfig, plan: Any, kind: str, dtype: str
             checkpoints.save_ckpt(weights.state_dict(model), config, weights_dir, dtype)
     result = TrainResult(
         steps=step, total_steps=total_steps, tokens=tokens_done, first_loss=first_loss, final_loss=last_loss,
-        eval_loss=eval_loss, output_dir=str(output), checkpoint=str(checkpoint) if checkpoint else None,
+        initial_eval_loss=None, eval_loss=eval_loss, backend="MindSpore", output_dir=str(output), checkpoint=str(checkpoint) if checkpoint else None,
         weights=str(weights_dir) if weights_dir else None, metrics_file=str(metrics_file), world_size=world,
         weights_digest=digest,
     )
@@ -516,5 +483,5 @@ def _run(cfg: TrainConfig, config: LlamaConfig, plan: Any, kind: str, dtype: str
         ranks.mkdir(parents=True, exist_ok=True)
         (ranks / f"rank_{rank}.json").write_text(json.dumps({"rank": rank, "final_loss": last_loss, "digest": digest}))
         if main:
-            (output / RESULT_FILE).write_text(json.dumps(attrs.asdict(result)))
+            (output / RESULT_FILE).write_text(json.dumps(result.to_json()))
     return result

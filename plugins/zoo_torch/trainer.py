@@ -29,44 +29,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from codellama_zoo.errors import ConfigError, UsageError
-from codellama_zoo.training import TrainConfig
+from codellama_zoo.training import TrainConfig, TrainResult
 from zoo_torch import train_checkpoint
 from zoo_torch.train_data import IGNORE_INDEX, BatchPlan, SampleArrays, rank_and_world
 from zoo_torch.train_optim import WarmupCosineSchedule, build_optimizer, build_schedule
 
 TransformModel = Callable[[nn.Module, TrainConfig], nn.Module]
 _TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@attrs.frozen
-class TrainResult:
-    """What a run did; ``zoo train`` prints :meth:`summary`."""
-
-    steps: int
-    total_steps: int
-    tokens: int
-    first_loss: float | None
-    final_loss: float | None
-    initial_eval_loss: float | None
-    eval_loss: float | None
-    output_dir: Path
-    checkpoint: Path | None
-    weights: Path | None
-    metrics_file: Path
-
-    def summary(self) -> str:
-        parts = [f"trained {self.steps}/{self.total_steps} steps ({self.tokens:,} tokens)"]
-        if self.first_loss is not None and self.final_loss is not None:
-            parts.append(f"loss {self.first_loss:.4f} -> {self.final_loss:.4f}")
-        if self.eval_loss is not None:
-            start = f"{self.initial_eval_loss:.4f} -> " if self.initial_eval_loss is not None else ""
-            parts.append(f"eval loss {start}{self.eval_loss:.4f}")
-        if self.checkpoint is not None:
-            parts.append(f"checkpoint {self.checkpoint}")
-        if self.weights is not None:
-            parts.append(f"weights {self.weights}")
-        parts.append(f"metrics {self.metrics_file}")
-        return "; ".join(parts)
 
 
 def resolve_device(name: str) -> torch.device:
