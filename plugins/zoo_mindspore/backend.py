@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 DTYPES = ("fp32", "fp16", "bf16")
 PYNATIVE_ENV = "ZOO_MINDSPORE_PYNATIVE"
 THREADS_ENV = "ZOO_MINDSPORE_THREADS"
-_threads_set = False
+_threads_set = 0  # the thread count once set (MindSpore takes it once per process)
 
 
 def set_cpu_threads(threads: int | None = None) -> int:
@@ -26,11 +26,12 @@ def set_cpu_threads(threads: int | None = None) -> int:
     once per process, before the first kernel runs.
     """
     global _threads_set
+    if _threads_set:
+        return _threads_set
     wanted = threads or int(os.environ.get(THREADS_ENV, "0")) or len(os.sched_getaffinity(0))
-    if not _threads_set:
-        ms = require_mindspore()
-        ms.device_context.cpu.op_tuning.threads_num(wanted)
-        _threads_set = True
+    ms = require_mindspore()
+    ms.device_context.cpu.op_tuning.threads_num(wanted)
+    _threads_set = wanted
     return wanted
 DEVICE_TARGETS = {"cpu": "CPU", "ascend": "Ascend", "gpu": "GPU"}
 
@@ -83,10 +84,18 @@ def set_device(device: str) -> str:
             f"MindSpore device {device!r} is not available here (available: {', '.join(devices())}); pass --device cpu"
         )
     index = int(device.split(":", 1)[1]) if ":" in device else None
-    if index is None:
-        ms.set_device(DEVICE_TARGETS[kind])
-    else:
-        ms.set_device(DEVICE_TARGETS[kind], index)
+    try:
+        if index is None:
+            ms.set_device(DEVICE_TARGETS[kind])
+        else:
+            ms.set_device(DEVICE_TARGETS[kind], index)
+    except RuntimeError as exc:  # the runtime already started (an earlier MindSpore call in this process)
+        current = ms.get_context("device_target")
+        if current != DEVICE_TARGETS[kind] or index not in (None, ms.get_context("device_id")):
+            raise BackendUnavailableError(
+                f"MindSpore already runs on {current} in this process and cannot switch to {device!r}; "
+                "use that device or start a new process"
+            ) from exc
     if kind == "cpu":
         set_cpu_threads()
     return kind
@@ -195,4 +204,11 @@ def load_model(
             raise WeightsError(f"weights directory {str(path)!r} does not exist")
         weights.load_into(model, read_state(path, config), source=str(path))
     model.set_train(False)
-    return MindSporeLanguageModel(model, config, device=kind, dtype=dtype, attention=attention_name, compiled=compiled)
+    kernels = None
+    if kind == "cpu" and dtype == "fp32" and attention_name == "math":
+        from zoo_mindspore.cpu_kernels import load_kernels
+
+        kernels = load_kernels(threads=set_cpu_threads())
+    return MindSporeLanguageModel(
+        model, config, device=kind, dtype=dtype, attention=attention_name, compiled=compiled, kernels=kernels
+    )

@@ -22,14 +22,20 @@ def quiet_mindspore() -> None:
         _quiet_done = True
 
 
-def make_step(model: Any, batch: int, length: int, dtype: str, compiled: bool) -> Any:
-    """A callable (tokens, positions, mask, index) -> logits bound to a fresh static cache."""
+def make_step(model: Any, batch: int, length: int, dtype: str, compiled: bool, kernels: Any = None) -> Any:
+    """The steps bound to one fresh static cache.
+
+    Returns (step, decode): ``step(tokens, positions, mask, index) -> logits``
+    for any number of new tokens, and ``decode(step_ids, mask) -> logits``
+    through the fused CPU kernels (None without ``kernels``).
+    """
     import mindspore as ms
 
     from zoo_mindspore.model import CachedStep
 
-    step = CachedStep(model, batch, length, dtype)
+    cell = CachedStep(model, batch, length, dtype, kernels)
+    decode = cell.decode_with_kernels if kernels is not None else None
     if compiled:
-        return ms.jit(step.construct)
+        return ms.jit(cell.construct), (ms.jit(decode) if decode is not None else None)
     ms.runtime.launch_blocking()
-    return step
+    return cell, decode

@@ -245,19 +245,49 @@ class CachedStep(nn.Cell):
     """Prefill or decode against one static cache: writes the new K/V, returns last-position logits.
 
     One instance per (batch, cache length); its graph compiles once per new-token
-    count T, so callers pad T to a few fixed sizes.
+    count T, so callers pad T to a few fixed sizes. With ``kernels`` (the fused
+    CPU ops of :mod:`zoo_mindspore.cpu_kernels`, fp32 only) one-token decodes
+    go through :meth:`decode_with_kernels` instead; prefill always uses
+    MindSpore's operators.
     """
 
-    def __init__(self, model: Transformer, batch: int, length: int, dtype: str) -> None:
+    def __init__(self, model: Transformer, batch: int, length: int, dtype: str, kernels: Any = None) -> None:
         super().__init__()
         cfg = model.config
         self.model = model
         self.caches = nn.CellList(
             [KVCache(batch, cfg.kv_heads, length, cfg.head_dim, MS_DTYPES[dtype]) for _ in range(cfg.n_layers)]
         )
+        if kernels is not None:
+            if not model.fused or dtype != "fp32":
+                raise ValueError("the CPU decode kernels need the fused fp32 model")
+            self.norm_project = kernels.norm_project
+            self.norm_swiglu = kernels.norm_swiglu
+            self.project_add = kernels.project_add
+            self.decode_attention = kernels.attention
+            self.eps = Tensor(np.array([cfg.norm_eps], np.float32))
 
     def construct(self, tokens: Tensor, positions: Tensor, mask: Tensor, index: Tensor) -> Tensor:
         """tokens/positions (B,T) int32, mask (B,T,L) fp32 additive, index (B,K,T,3) -> (B,V) fp32."""
         h = self.model.hidden(tokens, positions, mask, self.caches, index)
         last = h.reshape(h.shape[0], h.shape[2]) if h.shape[1] == 1 else h[:, -1, :]  # decode: no slice kernel
         return cast(self.model.output(last), ms.float32)
+
+    def decode_with_kernels(self, step: Tensor, mask: Tensor) -> Tensor:
+        """One token per row through the fused kernels: the same arithmetic as ``construct`` with T = 1.
+
+        ``step`` (B,3) int32 holds (token, RoPE position, cache slot) per row and ``mask`` is (B,L): two
+        inputs rather than four, since each graph input costs host time every token. The attention kernel
+        writes the new keys and values into the cache Parameters itself.
+        """
+        model = self.model
+        b = step.shape[0]
+        h = model.tok_embeddings(step[:, 0])  # (B,dim)
+        for i in range(len(model.layers)):
+            layer, cache = model.layers[i], self.caches[i]
+            attention, ffn = layer.attention, layer.feed_forward
+            qkv = self.norm_project(h, layer.attention_norm.weight, attention.wqkv.weight, self.eps)
+            out = self.decode_attention(qkv, step, model.inv_freq, cache.k, cache.v, mask.reshape(b, -1))
+            h = self.project_add(out, attention.wo.weight, h)
+            h = self.project_add(self.norm_swiglu(h, layer.ffn_norm.weight, ffn.w13.weight, self.eps), ffn.w2.weight, h)
+        return self.norm_project(h, model.norm.weight, model.output.weight, self.eps)
