@@ -4,7 +4,9 @@ Uses ``zoo bench``'s configurations (``zoo_torch.bench.bench_configs``). One
 child process loads both backends with the same random weights (the torch
 model's seeded ``init_weights``, copied into the MindSpore Cell by name) and
 the same number of CPU threads, then times them *interleaved*, best of
-``repeats`` each, so that load from other processes hits both alike. Both go
+``repeats`` each, so that load from other processes hits both alike. When the
+fused CPU decode kernels are in use (:mod:`zoo_mindspore.cpu_kernels`), the
+same Cell through MindSpore's operators alone is timed too. Both go
 through the :class:`~codellama_zoo.runtime.LanguageModel` API (numpy logits +
 argmax per token, what ``zoo run`` does); the MindSpore steps are compiled
 with ``mindspore.jit`` and the first (compiling) round is not timed. Reports
@@ -48,6 +50,7 @@ def child_both(config_name: str, batch: int, prompt_len: int, new_tokens: int, r
     from zoo_mindspore import weights
     from zoo_mindspore.backend import load_model as load_mindspore
     from zoo_mindspore.backend import set_cpu_threads
+    from zoo_mindspore.runner import MindSporeLanguageModel
     from zoo_torch.bench import _prompt, bench_configs
     from zoo_torch.runtime import load_model as load_torch
 
@@ -62,6 +65,13 @@ def child_both(config_name: str, batch: int, prompt_len: int, new_tokens: int, r
     ids = _prompt(config, batch, prompt_len).numpy()
     mask = np.ones_like(ids)
     models = {"torch": torch_lm, "mindspore": ms_lm}
+    labels = {"torch": f"zoo_torch ({torch_lm.attention})",
+              "mindspore": f"zoo_mindspore (jit, {ms_lm.attention}{', cpu kernels' if ms_lm.kernels else ''})"}
+    if ms_lm.kernels is not None:  # the same Cell through MindSpore's own operators only, for comparison
+        models["mindspore-ops"] = MindSporeLanguageModel(
+            ms_lm.model, config, device="cpu", dtype="fp32", attention=ms_lm.attention, compiled=True
+        )
+        labels["mindspore-ops"] = f"zoo_mindspore (jit, {ms_lm.attention}, ops only)"
     best = {name: [float("inf"), float("inf")] for name in models}
     tokens: dict[str, list[int]] = {}
     for lm in models.values():  # warm-up: compiles MindSpore's prefill and decode graphs
@@ -70,7 +80,6 @@ def child_both(config_name: str, batch: int, prompt_len: int, new_tokens: int, r
         for name, lm in models.items():
             prefill_s, decode_s, tokens[name] = _timed_rounds(lm, ids, mask, new_tokens)
             best[name] = [min(best[name][0], prefill_s), min(best[name][1], decode_s)]
-    labels = {"torch": f"zoo_torch ({torch_lm.attention})", "mindspore": f"zoo_mindspore (jit, {ms_lm.attention})"}
     return {
         name: {
             "model": labels[name],
@@ -113,16 +122,22 @@ def run_bench(which: str = "small", threads: int | None = None, batch: int = 1, 
              f"vocab={config.vocab_size} fp32 threads={threads} batch={batch} prompt={p_len} new={n_new}")
         rows = _run(common, "zoo_mindspore.bench")
         torch_row, ms_row = rows["torch"], rows["mindspore"]
-        echo(f"  {'model':<44} {'prefill tok/s':>14} {'decode tok/s':>13}")
-        for row in (torch_row, ms_row):
-            echo(f"  {row['model']:<44} {row['prefill_tok_s']:>14,.1f} {row['decode_tok_s']:>13,.1f}")
+        echo(f"  {'model':<50} {'prefill tok/s':>14} {'decode tok/s':>13}")
+        for row in rows.values():
+            echo(f"  {row['model']:<50} {row['prefill_tok_s']:>14,.1f} {row['decode_tok_s']:>13,.1f}")
         ratio = ms_row["decode_tok_s"] / torch_row["decode_tok_s"]
-        same = ms_row["tokens"] == torch_row["tokens"]
+        same = all(row["tokens"] == torch_row["tokens"] for row in rows.values())
         echo(f"  ratio mindspore / torch: decode {ratio:.2f}x, prefill "
              f"{ms_row['prefill_tok_s'] / torch_row['prefill_tok_s']:.2f}x; greedy tokens "
              f"{'identical' if same else 'DIFFER'}")
-        results.append({"config": name, "threads": threads, "batch": batch, "prompt_len": p_len, "new_tokens": n_new,
-                        "rows": [torch_row, ms_row], "decode_ratio": ratio, "same_tokens": same})
+        entry = {"config": name, "threads": threads, "batch": batch, "prompt_len": p_len, "new_tokens": n_new,
+                 "rows": [torch_row, ms_row], "decode_ratio": ratio, "same_tokens": same}
+        if "mindspore-ops" in rows:
+            ops_ratio = rows["mindspore-ops"]["decode_tok_s"] / torch_row["decode_tok_s"]
+            echo(f"  without the CPU decode kernels (MindSpore operators only): decode {ops_ratio:.2f}x")
+            entry["rows"].append(rows["mindspore-ops"])
+            entry["ops_only_decode_ratio"] = ops_ratio
+        results.append(entry)
     return results
 
 
