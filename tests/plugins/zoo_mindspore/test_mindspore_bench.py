@@ -15,6 +15,7 @@ pytest.importorskip("mindspore")
 pytest.importorskip("torch")
 
 from codellama_zoo.cli import cli  # noqa: E402
+from zoo_mindspore.cpu_kernels import find_compiler  # noqa: E402
 
 pytestmark = pytest.mark.mindspore
 
@@ -27,12 +28,17 @@ def test_bench_reports_both_backends_and_the_ratio(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "ratio mindspore / torch: decode" in result.output
     (entry,) = json.loads(out.read_text())
-    torch_row, ms_row = entry["rows"]
+    torch_row, ms_row, *ops_only = entry["rows"]
     assert torch_row["model"].startswith("zoo_torch") and ms_row["model"].startswith("zoo_mindspore (jit")
     assert ms_row["decode_tok_s"] > 0 and entry["decode_ratio"] == pytest.approx(
         ms_row["decode_tok_s"] / torch_row["decode_tok_s"]
     )
     assert entry["same_tokens"], "same weights and prompt must give the same greedy tokens"
+    if find_compiler() is not None:  # the kernel decode, and MindSpore's operators alone beside it
+        assert "cpu kernels" in ms_row["model"] and "without the CPU decode kernels" in result.output
+        (ops_row,) = ops_only
+        assert ops_row["model"].endswith("ops only)") and ops_row["tokens"] == torch_row["tokens"]
+        assert entry["ops_only_decode_ratio"] == pytest.approx(ops_row["decode_tok_s"] / torch_row["decode_tok_s"])
 
 
 def test_zoo_help_imports_neither_runtime() -> None:
