@@ -32,8 +32,9 @@ ENABLE_ENV = "ZOO_MINDSPORE_CPU_KERNELS"
 CACHE_ENV = "ZOO_KERNEL_CACHE"
 DEFAULT_CACHE = "~/.cache/codellama-zoo/kernels"
 SOURCE = Path(__file__).with_name("csrc") / "decode_kernels.cc"
-BASE_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-march=native")
-OPENMP_FLAG = "-fopenmp"
+BASE_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC")
+# tried in order: this CPU's vector units and OpenMP threads, then without what the compiler refuses
+OPTIONAL_FLAGS = (("-march=native", "-fopenmp"), ("-march=native",), ("-fopenmp",), ())
 
 
 class KernelBuildError(RuntimeError):
@@ -75,21 +76,22 @@ def build_library(source: Path = SOURCE, compiler: str | None = None) -> Path:
         raise KernelBuildError("no C++ compiler found (set $CXX or install g++)")
     code = source.read_bytes()
     key = hashlib.sha256(
-        b"\0".join([code, _compiler_version(compiler).encode(), " ".join(BASE_FLAGS).encode(), _cpu_signature().encode()])
+        b"\0".join([code, _compiler_version(compiler).encode(), repr((BASE_FLAGS, OPTIONAL_FLAGS)).encode(),
+                    _cpu_signature().encode()])
     ).hexdigest()[:16]
     target = cache_dir() / key / (source.stem + ".so")
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     errors = ""
-    for extra in ((OPENMP_FLAG,), ()):  # OpenMP threads when the compiler has them, else one thread
+    for extra in OPTIONAL_FLAGS:
         with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".so.tmp", delete=False) as tmp:
             partial = Path(tmp.name)
         cmd = [compiler, *BASE_FLAGS, *extra, "-o", str(partial), str(source)]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if done.returncode == 0:
             os.replace(partial, target)
-            log.info("mindspore: compiled CPU decode kernels into %s", target)
+            log.info("mindspore: compiled CPU decode kernels (%s) into %s", " ".join(extra) or "portable", target)
             return target
         partial.unlink(missing_ok=True)
         lines = done.stderr.strip().splitlines()

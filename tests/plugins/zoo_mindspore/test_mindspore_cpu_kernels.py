@@ -202,3 +202,21 @@ def test_library_is_built_once_per_source_and_errors_name_the_problem(
     with pytest.raises(cpu_kernels.KernelBuildError, match=r"compiling broken\.cc with .* failed: .*error"):
         cpu_kernels.build_library(broken)
     assert not list((tmp_path / "cache").glob("*/*.tmp")), "a failed build leaves no partial library"
+
+
+def test_full_7b_width_one_layer_kernel_decode_equals_operator_decode() -> None:
+    """Code Llama 7B's real widths (dim 4096, 32 heads of 128, ffn 11008), one layer, a small vocabulary."""
+    import attrs
+
+    from zoo_codellama.presets import ARCHITECTURES
+    from zoo_mindspore.backend import load_model
+    from zoo_mindspore.runner import MindSporeLanguageModel
+
+    config = attrs.evolve(ARCHITECTURES["7b"], n_layers=1, vocab_size=512)
+    lm = load_model(config, None, device="cpu", dtype="fp32", seed=7)
+    assert lm.kernels is not None and config.head_dim == 128 and config.ffn_hidden == 11008
+    ops_only = MindSporeLanguageModel(lm.model, config, device="cpu", dtype="fp32", attention=lm.attention)
+    ids, mask = left_padded_batch(np.random.default_rng(8), config.vocab_size, [9, 5])
+    ours, reference = decode_run(lm, ids, mask, 4), decode_run(ops_only, ids, mask, 4)
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(ours.argmax(-1), reference.argmax(-1))
