@@ -281,6 +281,72 @@ class MindRecordSamples:
         finally:
             reader.close()
 
+    def random_access(self) -> NumpySamples:
+        """The records as a memory-mapped numpy samples file: random access without reading them all into memory.
+
+        Trainers pick samples in a seeded order, which MindRecord's sequential
+        reader cannot give. The first call streams the records, one at a time,
+        into ``.samples.mindrecord.random-access.bin`` beside the file (or under
+        ``$ZOO_HOME/datasets`` where that folder is read-only); later calls reuse
+        it while the MindRecord file's size and modification time are unchanged.
+        """
+        source = self._source_stamp()
+        for target in self._random_access_paths():
+            if target.is_file():
+                try:
+                    cached = NumpySamples(target)
+                except DatasetError:
+                    continue
+                if cached.meta.get("source") == source:
+                    return cached
+        last_error: OSError | None = None
+        for target in self._random_access_paths():
+            try:
+                return self._write_random_access(target, source)
+            except OSError as exc:  # read-only dataset folder: try the next place
+                last_error = exc
+        raise DatasetError(self.path, f"cannot write a random-access copy of the records: {last_error}")
+
+    def _source_stamp(self) -> dict[str, Any]:
+        stat = self.path.stat()
+        return {"path": str(self.path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+    def _random_access_paths(self) -> list[Path]:
+        import hashlib
+
+        from codellama_zoo.loading import zoo_home
+
+        key = hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:16]
+        return [
+            self.path.with_name(f".{self.path.name}.random-access.bin"),
+            zoo_home() / "datasets" / key / NUMPY_FILE,
+        ]
+
+    def _write_random_access(self, target: Path, source: dict[str, Any]) -> NumpySamples:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+        length = int(self.meta.get("sample_length") or 0)
+        writer: NumpyWriter | None = None
+        try:
+            for number, sample in enumerate(self):
+                if writer is None:
+                    length = int(sample[self.columns[0]].shape[0])
+                    writer = NumpyWriter(partial, self.columns, length)
+                if any(sample[c].shape != (length,) for c in self.columns):
+                    shapes = {c: sample[c].shape for c in self.columns}
+                    raise DatasetError(self.path, f"record {number} has shapes {shapes}, not ({length},) like the first")
+                writer.write(sample)
+            if writer is None:
+                writer = NumpyWriter(partial, self.columns, length)
+            writer.close({**self.meta, "source": source})
+            os.replace(partial, target)
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            partial.unlink(missing_ok=True)
+            raise
+        return NumpySamples(target)
+
     def to_numpy(self) -> dict[str, np.ndarray]:
         """All records as ``[count, sample_length]`` arrays (reads everything)."""
         cols: dict[str, list[np.ndarray]] = {c: [] for c in self.columns}

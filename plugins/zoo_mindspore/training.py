@@ -90,13 +90,10 @@ class Samples:
             fmt = "mindrecord"
         else:
             fmt = "auto"
-        samples = open_samples(folder, fmt)
-        columns = (
-            {c: np.asarray(samples.column(c)) for c in samples.columns}
-            if isinstance(samples, NumpySamples)
-            else samples.to_numpy()
-        )
-        self.format = "numpy" if isinstance(samples, NumpySamples) else "mindrecord"
+        opened = open_samples(folder, fmt)
+        self.format = "numpy" if isinstance(opened, NumpySamples) else "mindrecord"
+        samples = opened if isinstance(opened, NumpySamples) else opened.random_access()  # memory-mapped either way
+        columns = {c: samples.column(c) for c in samples.columns}
         missing = [c for c in dataset_cfg.input_columns if c not in columns]
         if missing:
             raise ConfigError(f"{what}.input_columns asks for {missing} but {folder} has columns {sorted(columns)}")

@@ -42,10 +42,9 @@ class SampleArrays:
                 raise
             samples = open_samples(loader.dataset_dir, "auto")  # a MindDataset config trained on torch: any format
         self.path = loader.dataset_dir
-        if isinstance(samples, NumpySamples):
-            columns = {c: samples.column(c) for c in samples.columns}
-        else:
-            columns = samples.to_numpy()
+        if not isinstance(samples, NumpySamples):
+            samples = samples.random_access()  # MindRecord: a memory-mapped copy, made once
+        columns = {c: samples.column(c) for c in samples.columns}
         missing = [c for c in dataset_cfg.input_columns if c not in columns]
         if missing:
             raise ConfigError(
