@@ -347,14 +347,6 @@ class MindRecordSamples:
             raise
         return NumpySamples(target)
 
-    def to_numpy(self) -> dict[str, np.ndarray]:
-        """All records as ``[count, sample_length]`` arrays (reads everything)."""
-        cols: dict[str, list[np.ndarray]] = {c: [] for c in self.columns}
-        for sample in self:
-            for c in self.columns:
-                cols[c].append(sample[c])
-        return {c: np.stack(v) for c, v in cols.items()}
-
 
 def read_meta(path: str | Path) -> dict[str, Any]:
     p = Path(path)

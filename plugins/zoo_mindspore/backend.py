@@ -160,8 +160,8 @@ def read_state(path: Path, config: LlamaConfig) -> dict[str, Any]:
     from zoo_mindspore import checkpoints
 
     spec = detect_format(path)
-    if spec.name in checkpoints.NUMPY_READERS:
-        return checkpoints.NUMPY_READERS[spec.name](path)
+    if spec.name in checkpoints.BACKEND_READERS:
+        return checkpoints.BACKEND_READERS[spec.name](path)
     if spec.load is None:
         raise WeightsError(f"checkpoint format {spec.name!r} cannot be read (it registered no loader)")
     return dict(spec.load(path, config))

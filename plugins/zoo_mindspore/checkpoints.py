@@ -150,6 +150,15 @@ def read_ckpt_numpy(path: Path) -> dict[str, np.ndarray]:
     return {name: array for name, (array, _) in _read_ckpt(path).items()}
 
 
+def read_ckpt_tensors(path: Path) -> dict[str, Any]:
+    """Canonical names -> the MindSpore tensors of a ``.ckpt`` as parsed (no numpy copies; bf16 stays bf16)."""
+    from zoo_mindspore.backend import require_mindspore
+
+    ms = require_mindspore()
+    raw = ms.load_checkpoint(str(_single(path, ".ckpt")))
+    return {to_canonical_name(name): value for name, value in raw.items() if is_model_tensor(name)}
+
+
 def _read_ckpt(path: Path) -> dict[str, tuple[np.ndarray, str]]:
     from zoo_mindspore.backend import require_mindspore
 
@@ -199,6 +208,8 @@ def read_stored(path: Path, kind: str) -> dict[str, Stored]:
 
 
 NUMPY_READERS = {"mindspore": read_ckpt_numpy, "mindspore-safetensors": read_safetensors_numpy}
+# what the backend loads from: tensors as stored, so a matching dtype moves into the model without a copy
+BACKEND_READERS = {"mindspore": read_ckpt_tensors, "mindspore-safetensors": read_safetensors_numpy}
 
 
 def _to_torch(array: np.ndarray, label: str, bits: bool) -> Any:

@@ -27,6 +27,7 @@ from typing import Any
 import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
+from mindspore.common.initializer import initializer
 
 from codellama_zoo.specs import LlamaConfig
 
@@ -61,7 +62,7 @@ class Embedding(nn.Cell):
 
     def __init__(self, vocab_size: int, dim: int, dtype: Any) -> None:
         super().__init__()
-        self.weight = Parameter(ops.zeros((vocab_size, dim), dtype), name="weight")
+        self.weight = Parameter(initializer("zeros", (vocab_size, dim), dtype), name="weight")  # filled on load
 
     def construct(self, ids: Tensor) -> Tensor:
         return ops.gather(self.weight, ids, 0)
@@ -73,7 +74,7 @@ class RMSNorm(nn.Cell):
     def __init__(self, dim: int, eps: float, dtype: Any) -> None:
         super().__init__()
         self.eps = eps
-        self.weight = Parameter(ops.ones((dim,), dtype), name="weight")
+        self.weight = Parameter(initializer("ones", (dim,), dtype), name="weight")
 
     def construct(self, x: Tensor) -> Tensor:
         x32 = cast(x, ms.float32)
