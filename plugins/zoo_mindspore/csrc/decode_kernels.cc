@@ -44,59 +44,85 @@ int64_t rows_of(int index, int *ndims, int64_t **shapes) {
 
 int64_t last_dim(int index, int *ndims, int64_t **shapes) { return shapes[index][ndims[index] - 1]; }
 
-// y[n] = dot(w[n, :], x) for n in [n0, n1); four rows at a time share each load of x.
-void dot_rows(const float *x, const float *w, int64_t k_dim, int64_t n0, int64_t n1, float *y) {
+// y[m, n] = dot(w[n, :], x[m, :]) for every row m and n in [n0, n1). Four weight rows at a time share each
+// load of x, and each block of four weight rows is reused from cache for every row of x (batched decode
+// reads the weights once, not once per sequence).
+void dot_rows(const float *x, int64_t m_dim, const float *w, int64_t k_dim, int64_t n0, int64_t n1, float *y,
+              int64_t n_dim) {
   int64_t n = n0;
   for (; n + 4 <= n1; n += 4) {
     const float *w0 = w + n * k_dim, *w1 = w0 + k_dim, *w2 = w1 + k_dim, *w3 = w2 + k_dim;
-    float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
-#pragma omp simd reduction(+ : s0, s1, s2, s3)
-    for (int64_t k = 0; k < k_dim; ++k) {
-      const float xv = x[k];
-      s0 += xv * w0[k];
-      s1 += xv * w1[k];
-      s2 += xv * w2[k];
-      s3 += xv * w3[k];
+    int64_t m = 0;
+    for (; m + 4 <= m_dim; m += 4) {  // 4x4 tile: 8 loads feed 16 multiply-adds
+      const float *x0 = x + m * k_dim, *x1 = x0 + k_dim, *x2 = x1 + k_dim, *x3 = x2 + k_dim;
+      float s00 = 0.f, s01 = 0.f, s02 = 0.f, s03 = 0.f, s10 = 0.f, s11 = 0.f, s12 = 0.f, s13 = 0.f;
+      float s20 = 0.f, s21 = 0.f, s22 = 0.f, s23 = 0.f, s30 = 0.f, s31 = 0.f, s32 = 0.f, s33 = 0.f;
+#pragma omp simd reduction(+ : s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, s30, s31, s32, s33)
+      for (int64_t k = 0; k < k_dim; ++k) {
+        const float a0 = w0[k], a1 = w1[k], a2 = w2[k], a3 = w3[k];
+        const float b0 = x0[k], b1 = x1[k], b2 = x2[k], b3 = x3[k];
+        s00 += b0 * a0, s01 += b0 * a1, s02 += b0 * a2, s03 += b0 * a3;
+        s10 += b1 * a0, s11 += b1 * a1, s12 += b1 * a2, s13 += b1 * a3;
+        s20 += b2 * a0, s21 += b2 * a1, s22 += b2 * a2, s23 += b2 * a3;
+        s30 += b3 * a0, s31 += b3 * a1, s32 += b3 * a2, s33 += b3 * a3;
+      }
+      float *y0 = y + m * n_dim + n, *y1 = y0 + n_dim, *y2 = y1 + n_dim, *y3 = y2 + n_dim;
+      y0[0] = s00, y0[1] = s01, y0[2] = s02, y0[3] = s03;
+      y1[0] = s10, y1[1] = s11, y1[2] = s12, y1[3] = s13;
+      y2[0] = s20, y2[1] = s21, y2[2] = s22, y2[3] = s23;
+      y3[0] = s30, y3[1] = s31, y3[2] = s32, y3[3] = s33;
     }
-    y[n] = s0;
-    y[n + 1] = s1;
-    y[n + 2] = s2;
-    y[n + 3] = s3;
+    for (; m < m_dim; ++m) {
+      const float *xm = x + m * k_dim;
+      float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+      for (int64_t k = 0; k < k_dim; ++k) {
+        const float xv = xm[k];
+        s0 += xv * w0[k];
+        s1 += xv * w1[k];
+        s2 += xv * w2[k];
+        s3 += xv * w3[k];
+      }
+      float *ym = y + m * n_dim + n;
+      ym[0] = s0;
+      ym[1] = s1;
+      ym[2] = s2;
+      ym[3] = s3;
+    }
   }
   for (; n < n1; ++n) {
     const float *wr = w + n * k_dim;
-    float s = 0.f;
+    for (int64_t m = 0; m < m_dim; ++m) {
+      const float *xm = x + m * k_dim;
+      float s = 0.f;
 #pragma omp simd reduction(+ : s)
-    for (int64_t k = 0; k < k_dim; ++k) s += x[k] * wr[k];
-    y[n] = s;
+      for (int64_t k = 0; k < k_dim; ++k) s += xm[k] * wr[k];
+      y[m * n_dim + n] = s;
+    }
   }
 }
 
 // y (m, n) = x (m, k) @ w (n, k)^T, rows of w split over threads when the product is large.
 void project(const float *x, const float *w, int64_t m_dim, int64_t k_dim, int64_t n_dim, float *y) {
 #ifdef _OPENMP
-  const int threads = (g_threads > 1 && n_dim * k_dim >= kParallelMinWork) ? g_threads : 1;
+  const int threads = (g_threads > 1 && m_dim * n_dim * k_dim >= kParallelMinWork) ? g_threads : 1;
 #else
   const int threads = 1;
 #endif
-  for (int64_t m = 0; m < m_dim; ++m) {
-    const float *xm = x + m * k_dim;
-    float *ym = y + m * n_dim;
-    if (threads == 1) {
-      dot_rows(xm, w, k_dim, 0, n_dim, ym);
-      continue;
-    }
+  if (threads == 1) {
+    dot_rows(x, m_dim, w, k_dim, 0, n_dim, y, n_dim);
+    return;
+  }
 #pragma omp parallel num_threads(threads)
-    {
+  {
 #ifdef _OPENMP
-      const int64_t tid = omp_get_thread_num();
+    const int64_t tid = omp_get_thread_num();
 #else
-      const int64_t tid = 0;
+    const int64_t tid = 0;
 #endif
-      const int64_t chunk = ((n_dim + threads - 1) / threads + 3) / 4 * 4;
-      const int64_t n0 = tid * chunk, n1 = n0 + chunk < n_dim ? n0 + chunk : n_dim;
-      if (n0 < n1) dot_rows(xm, w, k_dim, n0, n1, ym);
-    }
+    const int64_t chunk = ((n_dim + threads - 1) / threads + 3) / 4 * 4;
+    const int64_t n0 = tid * chunk, n1 = n0 + chunk < n_dim ? n0 + chunk : n_dim;
+    if (n0 < n1) dot_rows(x, m_dim, w, k_dim, n0, n1, y, n_dim);
   }
 }
 

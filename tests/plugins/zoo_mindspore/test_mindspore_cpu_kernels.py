@@ -220,3 +220,16 @@ def test_full_7b_width_one_layer_kernel_decode_equals_operator_decode() -> None:
     ours, reference = decode_run(lm, ids, mask, 4), decode_run(ops_only, ids, mask, 4)
     np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-4)
     np.testing.assert_array_equal(ours.argmax(-1), reference.argmax(-1))
+
+
+def test_only_small_batches_decode_through_the_kernels() -> None:
+    from zoo_mindspore.backend import load_model
+
+    config = tiny("34b", n_layers=1)
+    lm = load_model(config, None, device="cpu", dtype="fp32", seed=9)
+    lm.start(cpu_kernels.MAX_BATCH, 8)
+    assert lm._decode_step is not None
+    lm.start(cpu_kernels.MAX_BATCH + 1, 8)  # a GEMM beats the kernels' dot products from here
+    assert lm._decode_step is None
+    ids, mask = left_padded_batch(np.random.default_rng(10), config.vocab_size, [4] * (cpu_kernels.MAX_BATCH + 1))
+    assert np.isfinite(decode_run(lm, ids, mask, 2)).all()
