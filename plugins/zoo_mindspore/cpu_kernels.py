@@ -6,8 +6,9 @@ MatMul is 2-3x slower than torch's. ``csrc/decode_kernels.cc`` does the same
 arithmetic in ~9 kernels per layer (see :class:`DecodeKernels`). It is
 compiled with the system C++ compiler (``$CXX``, else ``g++``/``c++``) for
 this CPU, cached under ``$ZOO_KERNEL_CACHE`` (default
-``~/.cache/codellama-zoo/kernels``) keyed by the source, compiler, flags and
-CPU, and loaded with ``ops.Custom(func_type="aot")``.
+``~/.cache/codellama-zoo/kernels``; the temporary folder when that cannot be
+created) keyed by the source, compiler, flags and CPU, and loaded with
+``ops.Custom(func_type="aot")``.
 
 Without a compiler (or with ``ZOO_MINDSPORE_CPU_KERNELS=0``) the backend uses
 MindSpore's own operators; :func:`load_kernels` logs why, once.
@@ -86,7 +87,13 @@ def build_library(source: Path = SOURCE, compiler: str | None = None) -> Path:
     target = cache_dir() / key / (source.stem + ".so")
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only home: this machine's temporary folder instead
+        target = Path(tempfile.gettempdir()) / f"codellama-zoo-kernels-{os.getuid()}" / key / target.name
+        if target.exists():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
     errors = ""
     for extra in OPTIONAL_FLAGS:
         with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".so.tmp", delete=False) as tmp:

@@ -233,3 +233,13 @@ def test_only_small_batches_decode_through_the_kernels() -> None:
     assert lm._decode_step is None
     ids, mask = left_padded_batch(np.random.default_rng(10), config.vocab_size, [4] * (cpu_kernels.MAX_BATCH + 1))
     assert np.isfinite(decode_run(lm, ids, mask, 2)).all()
+
+
+def test_unwritable_cache_falls_back_to_the_temporary_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder would go")
+    monkeypatch.setenv(cpu_kernels.CACHE_ENV, str(blocker / "kernels"))
+    monkeypatch.setattr(cpu_kernels.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    built = cpu_kernels.build_library()
+    assert built.is_file() and built.is_relative_to(tmp_path / "tmp")
