@@ -3,7 +3,7 @@
 MindSpore implements its fused RMSNorm / RoPE / SwiGLU / attention operators
 only on Ascend; on CPU a decode step is ~170 small kernels, and its single-row
 MatMul is 2-3x slower than torch's. ``csrc/decode_kernels.cc`` does the same
-arithmetic in ~9 kernels per layer (see :class:`DecodeKernels`). It is
+arithmetic in 5 kernels per layer (see :class:`DecodeKernels`). It is
 compiled with the system C++ compiler (``$CXX``, else ``g++``/``c++``) for
 this CPU, cached under ``$ZOO_KERNEL_CACHE`` (default
 ``~/.cache/codellama-zoo/kernels``; the temporary folder when that cannot be
@@ -84,16 +84,18 @@ def build_library(source: Path = SOURCE, compiler: str | None = None) -> Path:
         b"\0".join([code, _compiler_version(compiler).encode(), repr((BASE_FLAGS, OPTIONAL_FLAGS)).encode(),
                     _cpu_signature().encode()])
     ).hexdigest()[:16]
-    target = cache_dir() / key / (source.stem + ".so")
-    if target.exists():
-        return target
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError:  # a read-only home: this machine's temporary folder instead
-        target = Path(tempfile.gettempdir()) / f"codellama-zoo-kernels-{os.getuid()}" / key / target.name
+    # the cache folder, else (a read-only home) this machine's temporary folder
+    for root in (cache_dir(), Path(tempfile.gettempdir()) / f"codellama-zoo-kernels-{os.getuid()}"):
+        target = root / key / (source.stem + ".so")
         if target.exists():
             return target
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            break
+        except OSError as exc:
+            unwritable = exc
+    else:
+        raise KernelBuildError(f"no writable folder for the kernel cache (set ${CACHE_ENV}): {unwritable}")
     errors = ""
     for extra in OPTIONAL_FLAGS:
         with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".so.tmp", delete=False) as tmp:

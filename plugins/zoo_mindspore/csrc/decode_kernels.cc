@@ -52,27 +52,7 @@ void dot_rows(const float *x, int64_t m_dim, const float *w, int64_t k_dim, int6
   int64_t n = n0;
   for (; n + 4 <= n1; n += 4) {
     const float *w0 = w + n * k_dim, *w1 = w0 + k_dim, *w2 = w1 + k_dim, *w3 = w2 + k_dim;
-    int64_t m = 0;
-    for (; m + 4 <= m_dim; m += 4) {  // 4x4 tile: 8 loads feed 16 multiply-adds
-      const float *x0 = x + m * k_dim, *x1 = x0 + k_dim, *x2 = x1 + k_dim, *x3 = x2 + k_dim;
-      float s00 = 0.f, s01 = 0.f, s02 = 0.f, s03 = 0.f, s10 = 0.f, s11 = 0.f, s12 = 0.f, s13 = 0.f;
-      float s20 = 0.f, s21 = 0.f, s22 = 0.f, s23 = 0.f, s30 = 0.f, s31 = 0.f, s32 = 0.f, s33 = 0.f;
-#pragma omp simd reduction(+ : s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, s30, s31, s32, s33)
-      for (int64_t k = 0; k < k_dim; ++k) {
-        const float a0 = w0[k], a1 = w1[k], a2 = w2[k], a3 = w3[k];
-        const float b0 = x0[k], b1 = x1[k], b2 = x2[k], b3 = x3[k];
-        s00 += b0 * a0, s01 += b0 * a1, s02 += b0 * a2, s03 += b0 * a3;
-        s10 += b1 * a0, s11 += b1 * a1, s12 += b1 * a2, s13 += b1 * a3;
-        s20 += b2 * a0, s21 += b2 * a1, s22 += b2 * a2, s23 += b2 * a3;
-        s30 += b3 * a0, s31 += b3 * a1, s32 += b3 * a2, s33 += b3 * a3;
-      }
-      float *y0 = y + m * n_dim + n, *y1 = y0 + n_dim, *y2 = y1 + n_dim, *y3 = y2 + n_dim;
-      y0[0] = s00, y0[1] = s01, y0[2] = s02, y0[3] = s03;
-      y1[0] = s10, y1[1] = s11, y1[2] = s12, y1[3] = s13;
-      y2[0] = s20, y2[1] = s21, y2[2] = s22, y2[3] = s23;
-      y3[0] = s30, y3[1] = s31, y3[2] = s32, y3[3] = s33;
-    }
-    for (; m < m_dim; ++m) {
+    for (int64_t m = 0; m < m_dim; ++m) {
       const float *xm = x + m * k_dim;
       float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
 #pragma omp simd reduction(+ : s0, s1, s2, s3)
