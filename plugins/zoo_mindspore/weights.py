@@ -9,7 +9,7 @@ fp32 (exact) and are cast on the MindSpore side.
 from __future__ import annotations
 
 import gc
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import numpy as np
@@ -83,15 +83,14 @@ def canonical_parts(name: str) -> list[str]:
     return [name]
 
 
-def load_into(model: Any, state: Mapping[str, Any], source: str = "weights") -> None:
-    """Copy ``state`` (canonical names) into ``model``'s parameters, casting to each parameter's dtype.
+def load_into(model: Any, state: MutableMapping[str, Any], source: str = "weights") -> None:
+    """Move ``state`` (canonical names) into ``model``'s parameters, casting to each parameter's dtype.
 
-    One parameter at a time (fused ones concatenated on the spot), so the peak
-    memory is the model plus one tensor, not two models. A MindSpore tensor of
-    the parameter's dtype and shape (a ``.ckpt`` read as is) becomes the
-    parameter's data without a copy; when ``state`` is a plain dict, entries
-    are dropped from it as they are used, so the caller's copy shrinks while
-    the model fills.
+    One parameter at a time (fused ones concatenated on the spot), and each
+    entry is dropped from ``state`` once used, so the peak memory is the model
+    plus one tensor, not two models. A MindSpore tensor of the parameter's
+    dtype and shape (a ``.ckpt`` read as is) becomes the parameter's data
+    without a copy.
     """
     import mindspore as ms
 
@@ -105,20 +104,14 @@ def load_into(model: Any, state: Mapping[str, Any], source: str = "weights") -> 
             f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}; "
             "check that the checkpoint is a Llama checkpoint of this model size"
         )
-    consume = type(state) is dict
     for name, param in params.items():
-        names = canonical_parts(name)
-        values = [state[part] for part in names]
-        if consume:
-            for part in names:
-                del state[part]  # type: ignore[attr-defined]
-        single = values[0] if len(values) == 1 else None
-        if isinstance(single, ms.Tensor) and single.dtype == param.dtype and tuple(single.shape) == tuple(param.shape):
-            param.set_data(single)
-            del values, single
+        values = [state.pop(part) for part in canonical_parts(name)]
+        if len(values) == 1 and isinstance(values[0], ms.Tensor) and values[0].dtype == param.dtype \
+                and tuple(values[0].shape) == tuple(param.shape):
+            param.set_data(values.pop())
             continue
         parts = [to_numpy(value) for value in values]
-        del values, single
+        del values
         array = parts[0] if len(parts) == 1 else np.concatenate(parts, 0)
         if tuple(array.shape) != tuple(param.shape):
             raise WeightsError(
@@ -127,8 +120,7 @@ def load_into(model: Any, state: Mapping[str, Any], source: str = "weights") -> 
             )
         param.set_data(ms.Tensor(np.ascontiguousarray(array), dtype=param.dtype))
         del parts, array
-    if consume:
-        gc.collect()  # MindSpore tensors from load_checkpoint sit in reference cycles: free them now, not later
+    gc.collect()  # MindSpore tensors from load_checkpoint sit in reference cycles: free them now, not later
 
 
 def state_dict(model: Any) -> dict[str, np.ndarray]:
