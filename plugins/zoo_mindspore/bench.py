@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -92,22 +91,12 @@ def child_both(config_name: str, batch: int, prompt_len: int, new_tokens: int, r
     }
 
 
-def _run(args: list[str], module: str) -> dict[str, Any]:
-    env = dict(os.environ)
-    env.setdefault("GLOG_v", "3")
-    proc = subprocess.run([sys.executable, "-m", module, "--child", *args], capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        raise RuntimeError(f"benchmark child {module} {' '.join(args[:2])} failed: " + " | ".join(tail))
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
-
-
 def run_bench(which: str = "small", threads: int | None = None, batch: int = 1, prompt_len: int | None = None,
               new_tokens: int | None = None, repeats: int = 3, echo: Callable[[str], Any] = print) -> list[dict[str, Any]]:
     """MindSpore vs PyTorch backend rows for one or more ``zoo bench`` configs; prints a table and the ratio."""
     import torch
 
-    from zoo_torch.bench import bench_configs
+    from zoo_torch.bench import bench_configs, run_child
 
     configs = bench_configs()
     names = ["small", "7b-2l"] if which == "all" else [which]
@@ -120,7 +109,7 @@ def run_bench(which: str = "small", threads: int | None = None, batch: int = 1, 
                   "--new-tokens", str(n_new), "--repeats", str(repeats)]
         echo(f"== {name}: dim={config.dim} layers={config.n_layers} heads={config.n_heads}/{config.kv_heads} "
              f"vocab={config.vocab_size} fp32 threads={threads} batch={batch} prompt={p_len} new={n_new}")
-        rows = _run(common, "zoo_mindspore.bench")
+        rows = run_child(common, "zoo_mindspore.bench")
         torch_row, ms_row = rows["torch"], rows["mindspore"]
         echo(f"  {'model':<50} {'prefill tok/s':>14} {'decode tok/s':>13}")
         for row in rows.values():

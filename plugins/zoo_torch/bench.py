@@ -193,13 +193,13 @@ def child_transformers(config: LlamaConfig, dtype: str, batch: int, prompt_len: 
     }
 
 
-def _run_child(args: list[str]) -> dict[str, Any]:
-    env = dict(os.environ)
-    cmd = [sys.executable, "-m", "zoo_torch.bench", "--child", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+def run_child(args: list[str], module: str = "zoo_torch.bench") -> dict[str, Any]:
+    """Run ``python -m module --child ARGS`` (a fresh process per measurement) and return its last JSON line."""
+    cmd = [sys.executable, "-m", module, "--child", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        raise RuntimeError(f"benchmark child {' '.join(args[:2])} failed: " + " | ".join(tail))
+        raise RuntimeError(f"benchmark child {module} {' '.join(args[:2])} failed: " + " | ".join(tail))
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
@@ -236,7 +236,7 @@ def run_bench(which: str = "all", dtype: str = "fp32", threads: int | None = Non
         rows: list[dict[str, Any]] = []
         for _ in range(max(1, rounds)):
             for i, args in enumerate(variants):
-                r = _run_child(args)
+                r = run_child(args)
                 if len(rows) <= i:
                     rows.append(r)
                     continue
@@ -307,7 +307,7 @@ def child_load(weights_dir: str, dtype: str) -> dict[str, Any]:
 
 def measure_load(weights_dir: str, dtype: str = "fp32") -> dict[str, Any]:
     """Run :func:`child_load` in a fresh process (so the peak is the load's own)."""
-    return _run_child(["load", "--weights", weights_dir, "--dtype", dtype])
+    return run_child(["load", "--weights", weights_dir, "--dtype", dtype])
 
 
 def _child_main(argv: list[str]) -> None:
