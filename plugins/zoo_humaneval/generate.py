@@ -81,6 +81,40 @@ def _pending(problems: Mapping[str, Problem], samples_path: Path, n_samples: int
     return work, existing
 
 
+def _generate_into(
+    problems: Mapping[str, Problem],
+    samples_path: str | Path,
+    n_samples: int,
+    options: GenerationOptions,
+    quiet: bool,
+    label: str,
+    length: Callable[[Problem], int],
+    run_batch: Callable[[list[Problem], int], list[tuple[str, str]]],
+) -> int:
+    """The samples still missing, generated in batches and appended as each batch is done.
+
+    ``run_batch(problems, seed)`` returns a ``(completion, raw)`` pair per
+    problem. Work is sorted by ``length`` so similar lengths batch with little
+    padding; the seed is per position, so sampling is reproducible across
+    resumed runs.
+    """
+    samples_path = Path(samples_path)
+    work, existing = _pending(problems, samples_path, n_samples)
+    work.sort(key=lambda item: length(problems[item[0]]))
+    with Appender(samples_path) as out:
+        bar = progress_bar(existing + len(work), existing, label, quiet)
+        try:
+            for start in range(0, len(work), options.batch_size):
+                batch = work[start : start + options.batch_size]
+                results = run_batch([problems[task_id] for task_id, _ in batch], options.seed + existing + start)
+                for (task_id, number), (completion, raw) in zip(batch, results, strict=True):
+                    out.write({"task_id": task_id, "sample": number, "completion": completion, "raw": raw})
+                bar.update(len(batch))
+        finally:
+            bar.close()
+    return len(work)
+
+
 def generate_completions(
     model: Any,
     problems: Mapping[str, Problem],
@@ -97,32 +131,17 @@ def generate_completions(
     as soon as it is generated, so an interrupted run loses at most one batch.
     """
     options = options or GenerationOptions()
-    samples_path = Path(samples_path)
-    work, existing = _pending(problems, samples_path, n_samples)
-    work.sort(key=lambda item: len(problems[item[0]].prompt))  # similar lengths batch with little padding
-    total = existing + len(work)
-    with Appender(samples_path) as out:
-        bar = progress_bar(total, existing, "generating", quiet)
-        try:
-            for start in range(0, len(work), options.batch_size):
-                batch = work[start : start + options.batch_size]
-                prompts = [problems[task_id].prompt for task_id, _ in batch]
-                # A seed per position keeps sampling reproducible across resumed runs.
-                kwargs = {**_decoding(options, options.seed + existing + start), "stop": STOP_SEQUENCES}
-                texts = model.generate(prompts, **_accepted(model.generate, kwargs))
-                if len(texts) != len(prompts):
-                    raise UsageError(f"the model returned {len(texts)} completions for {len(prompts)} prompts")
-                for (task_id, number), prompt, text in zip(batch, prompts, texts, strict=True):
-                    out.write({
-                        "task_id": task_id,
-                        "sample": number,
-                        "completion": postprocess_completion(text, prompt),
-                        "raw": text,
-                    })
-                bar.update(len(batch))
-        finally:
-            bar.close()
-    return len(work)
+
+    def run_batch(batch: list[Problem], seed: int) -> list[tuple[str, str]]:
+        prompts = [problem.prompt for problem in batch]
+        kwargs = {**_decoding(options, seed), "stop": STOP_SEQUENCES}
+        texts = model.generate(prompts, **_accepted(model.generate, kwargs))
+        if len(texts) != len(prompts):
+            raise UsageError(f"the model returned {len(texts)} completions for {len(prompts)} prompts")
+        return [(postprocess_completion(text, prompt), text) for prompt, text in zip(prompts, texts, strict=True)]
+
+    return _generate_into(problems, samples_path, n_samples, options, quiet, "generating",
+                          lambda problem: len(problem.prompt), run_batch)
 
 
 def _infill_batch(model: Any, pairs: list[tuple[str, str]], kwargs: dict[str, Any]) -> list[str]:
@@ -158,26 +177,13 @@ def generate_infills(
     Batches of ``options.batch_size`` are appended as soon as they are done.
     """
     options = options or GenerationOptions()
-    samples_path = Path(samples_path)
-    work, existing = _pending(problems, samples_path, n_samples)
-    work.sort(key=lambda item: len(problems[item[0]].prompt) + len(problems[item[0]].suffix or ""))
-    with Appender(samples_path) as out:
-        bar = progress_bar(existing + len(work), existing, "infilling", quiet)
-        try:
-            for start in range(0, len(work), options.batch_size):
-                batch = work[start : start + options.batch_size]
-                pairs = [(problems[t].prompt, problems[t].suffix or "") for t, _ in batch]
-                texts = _infill_batch(model, pairs, _decoding(options, options.seed + existing + start))
-                if len(texts) != len(pairs):
-                    raise UsageError(f"the model returned {len(texts)} infills for {len(pairs)} prompts")
-                for (task_id, number), text in zip(batch, texts, strict=True):
-                    out.write({
-                        "task_id": task_id,
-                        "sample": number,
-                        "completion": postprocess_infill(text, split),
-                        "raw": text,
-                    })
-                bar.update(len(batch))
-        finally:
-            bar.close()
-    return len(work)
+
+    def run_batch(batch: list[Problem], seed: int) -> list[tuple[str, str]]:
+        pairs = [(problem.prompt, problem.suffix or "") for problem in batch]
+        texts = _infill_batch(model, pairs, _decoding(options, seed))
+        if len(texts) != len(pairs):
+            raise UsageError(f"the model returned {len(texts)} infills for {len(pairs)} prompts")
+        return [(postprocess_infill(text, split), text) for text in texts]
+
+    return _generate_into(problems, samples_path, n_samples, options, quiet, "infilling",
+                          lambda problem: len(problem.prompt) + len(problem.suffix or ""), run_batch)
