@@ -96,15 +96,11 @@ def run_bench(which: str = "small", threads: int | None = None, batch: int = 1, 
     """MindSpore vs PyTorch backend rows for one or more ``zoo bench`` configs; prints a table and the ratio."""
     import torch
 
-    from zoo_torch.bench import bench_configs, run_child
+    from zoo_torch.bench import bench_cases, run_child
 
-    configs = bench_configs()
-    names = ["small", "7b-2l"] if which == "all" else [which]
     threads = threads or torch.get_num_threads()
     results = []
-    for name in names:
-        config, default_prompt, default_new = configs[name]
-        p_len, n_new = prompt_len or default_prompt, new_tokens or default_new
+    for name, config, p_len, n_new in bench_cases(which, prompt_len, new_tokens):
         common = ["--config", name, "--threads", str(threads), "--batch", str(batch), "--prompt-len", str(p_len),
                   "--new-tokens", str(n_new), "--repeats", str(repeats)]
         echo(f"== {name}: dim={config.dim} layers={config.n_layers} heads={config.n_heads}/{config.kv_heads} "

@@ -52,6 +52,13 @@ def bench_configs() -> dict[str, tuple[LlamaConfig, int, int]]:
     }
 
 
+def bench_cases(which: str, prompt_len: int | None, new_tokens: int | None) -> list[tuple[str, LlamaConfig, int, int]]:
+    """(name, config, prompt length, new tokens) for ``which`` (a name or "all"), explicit lengths overriding."""
+    configs = bench_configs()
+    names = ["small", "7b-2l"] if which == "all" else [which]
+    return [(name, configs[name][0], prompt_len or configs[name][1], new_tokens or configs[name][2]) for name in names]
+
+
 def _peak_rss() -> int:
     try:
         with open("/proc/self/status") as f:
@@ -214,14 +221,9 @@ def run_bench(which: str = "all", dtype: str = "fp32", threads: int | None = Non
     """Run the benchmark for one or all configs; print a table per config; return the rows."""
     import torch
 
-    configs = bench_configs()
-    names = ["small", "7b-2l"] if which == "all" else [which]
     threads = threads or torch.get_num_threads()
     results = []
-    for name in names:
-        config, default_prompt, default_new = configs[name]
-        p_len = prompt_len or default_prompt
-        n_new = new_tokens or default_new
+    for name, config, p_len, n_new in bench_cases(which, prompt_len, new_tokens):
         common = ["--config", name, "--dtype", dtype, "--threads", str(threads), "--batch", str(batch),
                   "--prompt-len", str(p_len), "--new-tokens", str(n_new), "--repeats", str(repeats)]
         echo(f"== {name}: dim={config.dim} layers={config.n_layers} heads={config.n_heads}/{config.kv_heads} "
